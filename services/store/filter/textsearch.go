@@ -1,0 +1,88 @@
+package filter
+
+import (
+	"strings"
+	"unicode"
+)
+
+// textQuery is a parsed log search: any include term may match, no exclude
+// term may match, every required term must match.
+type textQuery struct {
+	include, exclude, required []string
+}
+
+// parseTextSearch reads Prefect's log search syntax (see LogFilterTextSearch).
+// A prefix counts only when a term follows it directly; a quoted phrase may
+// contain \" and \\ escapes and may be left unclosed.
+func parseTextSearch(query string) textQuery {
+	var q textQuery
+	rs := []rune(query)
+	add := func(prefix rune, term string) {
+		switch prefix {
+		case '-', '!':
+			q.exclude = append(q.exclude, term)
+		case '+':
+			q.required = append(q.required, term)
+		default:
+			q.include = append(q.include, term)
+		}
+	}
+	for i := 0; i < len(rs); {
+		if unicode.IsSpace(rs[i]) {
+			i++
+			continue
+		}
+		var prefix rune
+		if strings.ContainsRune("-!+", rs[i]) {
+			if i+1 >= len(rs) || unicode.IsSpace(rs[i+1]) {
+				// A lone prefix character is dropped.
+				i++
+				continue
+			}
+			prefix = rs[i]
+			i++
+		}
+		if rs[i] == '"' {
+			i++
+			start := i
+			for i < len(rs) && rs[i] != '"' {
+				if rs[i] == '\\' && i+1 < len(rs) {
+					i += 2
+					continue
+				}
+				i++
+			}
+			phrase := unescapePhrase(rs[start:min(i, len(rs))])
+			if i < len(rs) {
+				i++ // closing quote
+			}
+			if strings.TrimSpace(phrase) != "" {
+				add(prefix, phrase)
+			}
+			continue
+		}
+		start := i
+		for i < len(rs) && !unicode.IsSpace(rs[i]) && rs[i] != '"' {
+			i++
+		}
+		if i > start {
+			add(prefix, string(rs[start:i]))
+		}
+	}
+	return q
+}
+
+// unescapePhrase resolves \" and \\ inside a quoted phrase; any other
+// backslash is kept as written.
+func unescapePhrase(rs []rune) string {
+	var sb strings.Builder
+	for i := 0; i < len(rs); i++ {
+		if rs[i] == '\\' && i+1 < len(rs) && (rs[i+1] == '"' || rs[i+1] == '\\') {
+			sb.WriteRune(rs[i+1])
+			i++
+			continue
+		}
+		sb.WriteRune(rs[i])
+	}
+	return sb.String()
+}
