@@ -19,21 +19,26 @@ import (
 	"strings"
 )
 
-// filterImport is where the hand-written filter grammars live; the generated
-// request bodies use them directly so no conversion layer is needed between
-// the HTTP model and the SQL builder.
-const filterImport = "github.com/prefect-go/prefect-server/services/store/filter"
+// goType is a hand-written Go type the generator must use in place of an
+// upstream schema, so that no conversion layer sits between the HTTP model
+// and the domain code that already owns the type.
+type goType struct{ name, pkg string }
 
-// goTypes maps upstream schema names to Go types the generator must use in
-// their place.
-var goTypes = map[string]string{
-	"FlowFilter":       "filter.FlowFilter",
-	"FlowRunFilter":    "filter.FlowRunFilter",
-	"TaskRunFilter":    "filter.TaskRunFilter",
-	"DeploymentFilter": "filter.DeploymentFilter",
-	"WorkPoolFilter":   "filter.WorkPoolFilter",
-	"WorkQueueFilter":  "filter.WorkQueueFilter",
-	"LogFilter":        "filter.LogFilter",
+const (
+	filterPkg = "github.com/prefect-go/prefect-server/services/store/filter"
+	eventsPkg = "github.com/prefect-go/prefect-server/services/events"
+)
+
+var goTypes = map[string]goType{
+	"FlowFilter":       {"filter.FlowFilter", filterPkg},
+	"FlowRunFilter":    {"filter.FlowRunFilter", filterPkg},
+	"TaskRunFilter":    {"filter.TaskRunFilter", filterPkg},
+	"DeploymentFilter": {"filter.DeploymentFilter", filterPkg},
+	"WorkPoolFilter":   {"filter.WorkPoolFilter", filterPkg},
+	"WorkQueueFilter":  {"filter.WorkQueueFilter", filterPkg},
+	"LogFilter":        {"filter.LogFilter", filterPkg},
+	"Event":            {"events.Event", eventsPkg},
+	"ReceivedEvent":    {"events.ReceivedEvent", eventsPkg},
 }
 
 // apiVersionHeader is declared on almost every upstream operation; the server
@@ -95,9 +100,12 @@ func derive(doc obj) (obj, error) {
 			return nil, fmt.Errorf("schema %s is not an object", name)
 		}
 		schemas[name] = schema(m)
+		if strings.HasPrefix(name, "Body_") {
+			embeddedBodyNulls(schemas[name].(obj))
+		}
 		if t, ok := goTypes[name]; ok {
-			schemas[name].(obj)["x-go-type"] = t
-			schemas[name].(obj)["x-go-type-import"] = obj{"path": filterImport}
+			schemas[name].(obj)["x-go-type"] = t.name
+			schemas[name].(obj)["x-go-type-import"] = obj{"path": t.pkg}
 		}
 	}
 
@@ -124,6 +132,23 @@ func derive(doc obj) (obj, error) {
 		}
 	}
 	return doc, nil
+}
+
+// embeddedBodyNulls: FastAPI reads a body made of several Body() parameters
+// (the Body_* schemas) field by field and takes a JSON null as "not given",
+// falling back to the default. Prefect's client relies on it (read_flows
+// sends "flows": null), so those properties must accept null.
+func embeddedBodyNulls(s obj) {
+	props, _ := s["properties"].(obj)
+	for name, p := range props {
+		pm := p.(obj)
+		if ref, ok := pm["$ref"]; ok {
+			delete(pm, "$ref")
+			pm["allOf"] = []any{obj{"$ref": ref}}
+		}
+		pm["nullable"] = true
+		props[name] = pm
+	}
 }
 
 var nonWord = regexp.MustCompile(`\W`)
@@ -324,12 +349,25 @@ func schema(s obj) obj {
 			}
 		}
 	}
+	// An unconstrained 3.1 schema accepts null too; 3.0 needs it said.
+	if unconstrained(s) {
+		s["nullable"] = true
+	}
 	if scalarUnion(s) {
 		// The validator still checks the alternatives; Go code gets the
 		// decoded JSON value instead of a union wrapper type.
 		s["x-go-type"] = "interface{}"
 	}
 	return s
+}
+
+func unconstrained(s obj) bool {
+	for _, k := range []string{"type", "$ref", "allOf", "anyOf", "oneOf", "enum", "properties", "items", "not"} {
+		if _, ok := s[k]; ok {
+			return false
+		}
+	}
+	return true
 }
 
 // scalarUnion reports an anyOf whose alternatives are all JSON scalars
