@@ -42,6 +42,10 @@ type Store interface {
 	Dialect() filter.Dialect
 
 	FlowStore
+	FlowRunStore
+	TaskRunStore
+	LogStore
+	EventStore
 }
 
 // Now is the write timestamp: UTC at the microsecond precision both engines

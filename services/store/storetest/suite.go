@@ -16,14 +16,17 @@ import (
 	"github.com/prefect-go/prefect-server/services/store/filter"
 )
 
+// suiteCase is one conformance case; each runs on a fresh store.
+type suiteCase struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
+}
+
 // RunSuite checks an adapter against the store.Store contract. open must
 // return a fresh, empty store for each call: the suite calls it once per
 // subtest, and runs the subtests in parallel.
 func RunSuite(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	tests := []suiteCase{
 		{"Ping", testPing},
 		{"CreateFlowTwice", testCreateFlowTwice},
 		{"FlowRoundTrip", testFlowRoundTrip},
@@ -42,6 +45,12 @@ func RunSuite(t *testing.T, open func(t *testing.T) store.Store) {
 		{"HostileText", testHostileText},
 		{"ConcurrentCreate", testConcurrentCreate},
 	}
+	// Each resource's cases live in their own file (flowrun.go, taskrun.go,
+	// log.go, event.go) and are appended here.
+	tests = append(tests, flowRunCases...)
+	tests = append(tests, taskRunCases...)
+	tests = append(tests, logCases...)
+	tests = append(tests, eventCases...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,5 @@
+package store
+
+// EventStore is the persistence of event rows; see the methods' comments.
+type EventStore interface {
+}

@@ -1,0 +1,5 @@
+package store
+
+// FlowRunStore is the persistence of flowrun rows; see the methods' comments.
+type FlowRunStore interface {
+}

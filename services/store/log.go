@@ -1,0 +1,5 @@
+package store
+
+// LogStore is the persistence of log rows; see the methods' comments.
+type LogStore interface {
+}

@@ -1,0 +1,4 @@
+package storetest
+
+// eventCases are the conformance cases of store.EventStore.
+var eventCases = []suiteCase{}

@@ -1,0 +1,4 @@
+package storetest
+
+// taskRunCases are the conformance cases of store.TaskRunStore.
+var taskRunCases = []suiteCase{}

@@ -1,0 +1,5 @@
+package store
+
+// TaskRunStore is the persistence of taskrun rows; see the methods' comments.
+type TaskRunStore interface {
+}
