@@ -30,7 +30,7 @@ gotest:
 	$(GO) test ./...
 
 e2e: build venv
-	$(PY) -m pytest e2e -q -p no:cacheprovider
+	PREFECT_SERVER_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest e2e -q -p no:cacheprovider
 
 venv: $(VENV)/.installed
 
