@@ -5,6 +5,7 @@ package openapi
 import (
 	_ "embed"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -36,8 +37,12 @@ func (t Time) MarshalJSON() ([]byte, error) {
 	return append(b, '"'), nil
 }
 
-// UnmarshalJSON accepts pydantic's datetime forms.
+// UnmarshalJSON accepts pydantic's datetime forms; JSON null leaves the
+// value untouched, as encoding/json does for time.Time.
 func (t *Time) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
@@ -50,10 +55,12 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// timeLayouts are tried in order; the ones without a zone are read as UTC.
 var timeLayouts = []string{
 	time.RFC3339Nano,
 	"2006-01-02T15:04:05.999999999Z0700",
 	"2006-01-02T15:04:05.999999999",
+	"2006-01-02T15:04Z07:00",
 	"2006-01-02T15:04",
 	"2006-01-02",
 }
@@ -63,15 +70,10 @@ func ParseTime(s string) (time.Time, error) {
 	if len(s) > 10 && s[10] == ' ' {
 		s = s[:10] + "T" + s[11:]
 	}
-	var firstErr error
 	for _, layout := range timeLayouts {
-		v, err := time.Parse(layout, s)
-		if err == nil {
+		if v, err := time.Parse(layout, s); err == nil {
 			return v.UTC(), nil
 		}
-		if firstErr == nil {
-			firstErr = err
-		}
 	}
-	return time.Time{}, firstErr
+	return time.Time{}, fmt.Errorf("invalid date-time %q", s)
 }

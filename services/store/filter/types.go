@@ -15,9 +15,10 @@ package filter
 import (
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/prefect-go/prefect-server/openapi"
 )
 
 // Operator combines the criteria of one filter object. The zero value means
@@ -45,55 +46,9 @@ func (o *Operator) UnmarshalJSON(b []byte) error {
 	return fmt.Errorf("filter: operator must be %q or %q, got %q", And, Or, s)
 }
 
-// Time is a date-time that decodes what pydantic accepts (RFC 3339, a space
-// instead of "T", no offset meaning UTC) and encodes as RFC 3339 in UTC.
-type Time struct{ time.Time }
-
-// UnmarshalJSON parses the leniently formatted timestamp; JSON null leaves
-// the value untouched, as encoding/json does for time.Time.
-func (t *Time) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("filter: date-time must be a string: %w", err)
-	}
-	v, err := ParseTime(s)
-	if err != nil {
-		return err
-	}
-	t.Time = v
-	return nil
-}
-
-// MarshalJSON writes RFC 3339 with microseconds in UTC, the server's format.
-func (t Time) MarshalJSON() ([]byte, error) {
-	return json.Marshal(t.UTC().Format("2006-01-02T15:04:05.000000Z07:00"))
-}
-
-// timeLayouts are tried in order; the ones without a zone are read as UTC.
-var timeLayouts = []string{
-	time.RFC3339Nano,
-	"2006-01-02 15:04:05.999999999Z07:00",
-	"2006-01-02T15:04:05.999999999Z0700",
-	"2006-01-02 15:04:05.999999999Z0700",
-	"2006-01-02T15:04:05.999999999",
-	"2006-01-02 15:04:05.999999999",
-	"2006-01-02T15:04Z07:00",
-	"2006-01-02T15:04",
-	"2006-01-02",
-}
-
-// ParseTime parses a date-time the way the API accepts it from clients.
-func ParseTime(s string) (time.Time, error) {
-	for _, layout := range timeLayouts {
-		if v, err := time.Parse(layout, s); err == nil {
-			return v.UTC(), nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("filter: invalid date-time %q", s)
-}
+// Time is the API's date-time (pydantic's lenient parsing, RFC 3339 with
+// microseconds in UTC on output), shared with the generated models.
+type Time = openapi.Time
 
 // ---- flows ----
 

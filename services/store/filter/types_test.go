@@ -216,7 +216,7 @@ func TestTimeDecode(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"before_":"2024-05-06"}`), &v); err != nil || !v.Before.Equal(time.Date(2024, 5, 6, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("date only: %v %v", err, v.Before)
 	}
-	out, _ := json.Marshal(LogFilterTimestamp{After: &Time{want.In(time.FixedZone("x", 3600))}})
+	out, _ := json.Marshal(LogFilterTimestamp{After: &Time{Time: want.In(time.FixedZone("x", 3600))}})
 	if !bytes.Equal(out, []byte(`{"after_":"2024-05-06T07:08:09.123456Z"}`)) {
 		t.Errorf("encoded %s", out)
 	}
