@@ -24,7 +24,7 @@ verify: generate
 	@git diff --exit-code -- openapi gen || (echo "generated files differ from the checked-in ones: run make generate and commit" && exit 1)
 	@test -z "$$(git status --porcelain --untracked-files=all -- openapi gen)" || (git status --porcelain -- openapi gen; echo "untracked generated files" && exit 1)
 
-test: verify gotest e2e
+test: verify venv gotest e2e
 
 gotest:
 	$(GO) test ./...
