@@ -86,3 +86,30 @@ func unescapePhrase(rs []rune) string {
 	}
 	return sb.String()
 }
+
+// textSearch renders a log search as criteria over the message and logger
+// name: one joining the include terms with OR, one each joining the
+// exclude and the required terms with AND.
+func (b *Builder) textSearch(query string) []string {
+	q := parseTextSearch(query)
+	var parts []string
+	terms := func(op Operator, negate bool, ts []string) {
+		if len(ts) == 0 {
+			return
+		}
+		p := make([]string, len(ts))
+		for i, t := range ts {
+			// lower() on both sides keeps PostgreSQL's LIKE case-insensitive.
+			p[i] = "lower(log.message || ' ' || log.name) LIKE " +
+				b.bindString("%"+escapeLike(strings.ToLower(t))+"%") + ` ESCAPE '\'`
+			if negate {
+				p[i] = not(p[i])
+			}
+		}
+		parts = append(parts, b.combine(op, p))
+	}
+	terms(Or, false, q.include)
+	terms(And, true, q.exclude)
+	terms(And, false, q.required)
+	return parts
+}
