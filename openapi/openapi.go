@@ -56,6 +56,17 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 }
 
 // timeLayouts are tried in order; the ones without a zone are read as UTC.
+// Bind parses a query or path parameter (the generated binder's Binder
+// interface), with the same leniency as the JSON form.
+func (t *Time) Bind(s string) error {
+	v, err := ParseTime(s)
+	if err != nil {
+		return err
+	}
+	t.Time = v
+	return nil
+}
+
 var timeLayouts = []string{
 	time.RFC3339Nano,
 	"2006-01-02T15:04:05.999999999Z0700",

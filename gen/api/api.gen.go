@@ -1554,7 +1554,7 @@ type APISettings struct {
 	Key nullable.Nullable[string] `json:"key,omitempty"`
 
 	// RequestTimeout The default timeout for requests to the API
-	RequestTimeout *float32 `json:"request_timeout,omitempty"`
+	RequestTimeout *float64 `json:"request_timeout,omitempty"`
 
 	// SslCertFile This configuration settings option specifies the path to an SSL certificate file.
 	SslCertFile nullable.Nullable[string] `json:"ssl_cert_file,omitempty"`
@@ -2331,7 +2331,7 @@ type BodyBulkDecrementActiveSlotsV2ConcurrencyLimitsDecrementPost struct {
 	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	CreateIfMissing  nullable.Nullable[bool]     `json:"create_if_missing,omitempty"`
 	Names            nullable.Nullable[[]string] `json:"names"`
-	OccupancySeconds nullable.Nullable[float32]  `json:"occupancy_seconds,omitempty"`
+	OccupancySeconds nullable.Nullable[float64]  `json:"occupancy_seconds,omitempty"`
 	Slots            nullable.Nullable[int]      `json:"slots"`
 }
 
@@ -2386,7 +2386,7 @@ type BodyBulkIncrementActiveSlotsWithLeaseV2ConcurrencyLimitsIncrementWithLeaseP
 	Holder nullable.Nullable[ConcurrencyLeaseHolder] `json:"holder,omitempty"`
 
 	// LeaseDuration The duration of the lease in seconds.
-	LeaseDuration nullable.Nullable[float32]                                                                            `json:"lease_duration,omitempty"`
+	LeaseDuration nullable.Nullable[float64]                                                                            `json:"lease_duration,omitempty"`
 	Mode          nullable.Nullable[BodyBulkIncrementActiveSlotsWithLeaseV2ConcurrencyLimitsIncrementWithLeasePostMode] `json:"mode,omitempty"`
 	Names         nullable.Nullable[[]string]                                                                           `json:"names"`
 	Slots         nullable.Nullable[int]                                                                                `json:"slots"`
@@ -2413,7 +2413,7 @@ type BodyBulkSetFlowRunStateFlowRunsBulkSetStatePost struct {
 // BodyCountAccountEventsEventsCountByCountablePost defines model for Body_count_account_events_events_count_by__countable__post.
 type BodyCountAccountEventsEventsCountByCountablePost struct {
 	Filter       nullable.Nullable[EventFilter] `json:"filter"`
-	TimeInterval nullable.Nullable[float32]     `json:"time_interval,omitempty"`
+	TimeInterval nullable.Nullable[float64]     `json:"time_interval,omitempty"`
 	TimeUnit     nullable.Nullable[TimeUnit]    `json:"time_unit,omitempty"`
 }
 
@@ -2547,7 +2547,7 @@ type BodyFlowRunHistoryFlowRunsHistoryPost struct {
 	HistoryEnd nullable.Nullable[openapi.Time] `json:"history_end"`
 
 	// HistoryIntervalSeconds The size of each history interval, in seconds. Must be at least 1 second.
-	HistoryIntervalSeconds nullable.Nullable[float32] `json:"history_interval_seconds"`
+	HistoryIntervalSeconds nullable.Nullable[float64] `json:"history_interval_seconds"`
 
 	// HistoryStart The history's start time.
 	HistoryStart nullable.Nullable[openapi.Time]    `json:"history_start"`
@@ -2928,7 +2928,7 @@ type BodyReadWorkersWorkPoolsWorkPoolNameWorkersFilterPost struct {
 // BodyRenewConcurrencyLeaseV2ConcurrencyLimitsLeasesLeaseIdRenewPost defines model for Body_renew_concurrency_lease_v2_concurrency_limits_leases__lease_id__renew_post.
 type BodyRenewConcurrencyLeaseV2ConcurrencyLimitsLeasesLeaseIdRenewPost struct {
 	// LeaseDuration The duration of the lease in seconds.
-	LeaseDuration nullable.Nullable[float32] `json:"lease_duration,omitempty"`
+	LeaseDuration nullable.Nullable[float64] `json:"lease_duration,omitempty"`
 }
 
 // BodyResetConcurrencyLimitByTagConcurrencyLimitsTagTagResetPost defines model for Body_reset_concurrency_limit_by_tag_concurrency_limits_tag__tag__reset_post.
@@ -2954,7 +2954,7 @@ type BodyScheduleDeploymentDeploymentsIdSchedulePost struct {
 	MinRuns nullable.Nullable[int] `json:"min_runs,omitempty"`
 
 	// MinTime Runs will be scheduled until at least this long after the `start_time`
-	MinTime nullable.Nullable[float32] `json:"min_time,omitempty"`
+	MinTime nullable.Nullable[float64] `json:"min_time,omitempty"`
 
 	// StartTime The earliest date to schedule
 	StartTime nullable.Nullable[openapi.Time] `json:"start_time,omitempty"`
@@ -2988,7 +2988,7 @@ type BodyTaskRunHistoryTaskRunsHistoryPost struct {
 	HistoryEnd nullable.Nullable[openapi.Time] `json:"history_end"`
 
 	// HistoryIntervalSeconds The size of each history interval, in seconds. Must be at least 1 second.
-	HistoryIntervalSeconds nullable.Nullable[float32] `json:"history_interval_seconds"`
+	HistoryIntervalSeconds nullable.Nullable[float64] `json:"history_interval_seconds"`
 
 	// HistoryStart The history's start time.
 	HistoryStart nullable.Nullable[openapi.Time]  `json:"history_start"`
@@ -3115,7 +3115,7 @@ type ClientSettings struct {
 	//         Set to 0 to disable jitter. See `clamped_poisson_interval` for details on the how jitter
 	//         can affect retry lengths.
 	//
-	RetryJitterFactor *float32 `json:"retry_jitter_factor,omitempty"`
+	RetryJitterFactor *float64 `json:"retry_jitter_factor,omitempty"`
 
 	// ServerVersionCheckEnabled
 	//         Whether the client should check the server's API version on startup.
@@ -3200,7 +3200,7 @@ type CompoundTriggerOutput struct {
 	Require  CompoundTriggerOutput_Require         `json:"require"`
 	Triggers []CompoundTriggerOutput_Triggers_Item `json:"triggers"`
 	Type     *CompoundTriggerOutputType            `json:"type,omitempty"`
-	Within   nullable.Nullable[float32]            `json:"within"`
+	Within   nullable.Nullable[float64]            `json:"within"`
 }
 
 // CompoundTriggerOutputRequire0 defines model for CompoundTriggerOutput.Require.0.
@@ -3267,7 +3267,7 @@ type ConcurrencyLimitV2 struct {
 	ActiveSlots *int `json:"active_slots,omitempty"`
 
 	// AvgSlotOccupancySeconds The average amount of time a slot is occupied.
-	AvgSlotOccupancySeconds *float32                        `json:"avg_slot_occupancy_seconds,omitempty"`
+	AvgSlotOccupancySeconds *float64                        `json:"avg_slot_occupancy_seconds,omitempty"`
 	Created                 nullable.Nullable[openapi.Time] `json:"created"`
 
 	// DeniedSlots The number of denied slots.
@@ -3281,7 +3281,7 @@ type ConcurrencyLimitV2 struct {
 	Name string `json:"name"`
 
 	// SlotDecayPerSecond The decay rate for active slots when used as a rate limit.
-	SlotDecayPerSecond *float32                        `json:"slot_decay_per_second,omitempty"`
+	SlotDecayPerSecond *float64                        `json:"slot_decay_per_second,omitempty"`
 	Updated            nullable.Nullable[openapi.Time] `json:"updated"`
 }
 
@@ -3303,7 +3303,7 @@ type ConcurrencyLimitV2Create struct {
 	Name string `json:"name"`
 
 	// SlotDecayPerSecond The decay rate for active slots when used as a rate limit.
-	SlotDecayPerSecond *float32 `json:"slot_decay_per_second,omitempty"`
+	SlotDecayPerSecond *float64 `json:"slot_decay_per_second,omitempty"`
 }
 
 // ConcurrencyLimitV2Update Data used by the Prefect REST API to update a v2 concurrency limit.
@@ -3313,7 +3313,7 @@ type ConcurrencyLimitV2Update struct {
 	DeniedSlots        nullable.Nullable[int]     `json:"denied_slots,omitempty"`
 	Limit              nullable.Nullable[int]     `json:"limit,omitempty"`
 	Name               nullable.Nullable[string]  `json:"name,omitempty"`
-	SlotDecayPerSecond nullable.Nullable[float32] `json:"slot_decay_per_second,omitempty"`
+	SlotDecayPerSecond nullable.Nullable[float64] `json:"slot_decay_per_second,omitempty"`
 }
 
 // ConcurrencyLimitWithLeaseResponse defines model for ConcurrencyLimitWithLeaseResponse.
@@ -3426,13 +3426,13 @@ type DeleteFlowRunType string
 // DependencyResult defines model for DependencyResult.
 type DependencyResult struct {
 	EndTime              nullable.Nullable[openapi.Time] `json:"end_time"`
-	EstimatedRunTime     nullable.Nullable[float32]      `json:"estimated_run_time"`
+	EstimatedRunTime     nullable.Nullable[float64]      `json:"estimated_run_time"`
 	ExpectedStartTime    nullable.Nullable[openapi.Time] `json:"expected_start_time"`
 	Id                   openapi_types.UUID              `json:"id"`
 	Name                 string                          `json:"name"`
 	StartTime            nullable.Nullable[openapi.Time] `json:"start_time"`
 	State                nullable.Nullable[State]        `json:"state"`
-	TotalRunTime         nullable.Nullable[float32]      `json:"total_run_time"`
+	TotalRunTime         nullable.Nullable[float64]      `json:"total_run_time"`
 	UntrackableResult    bool                            `json:"untrackable_result"`
 	UpstreamDependencies []TaskRunResult                 `json:"upstream_dependencies"`
 }
@@ -3599,7 +3599,7 @@ type DeploymentFlowRunCreate struct {
 	// Name The name of the flow run. Defaults to a random slug if not specified.
 	//
 	// Example: my-flow-run
-	Name            *string                               `json:"name,omitempty"`
+	Name            nullable.Nullable[string]             `json:"name,omitempty"`
 	Parameters      *map[string]interface{}               `json:"parameters,omitempty"`
 	ParentTaskRunId nullable.Nullable[openapi_types.UUID] `json:"parent_task_run_id,omitempty"`
 
@@ -4172,7 +4172,7 @@ type EventTriggerOutput struct {
 	Type      *EventTriggerOutputType `json:"type,omitempty"`
 
 	// Within The time period over which the events must occur.  For Reactive triggers, this may be as low as 0 seconds, but must be at least 10 seconds for Proactive triggers
-	Within *float32 `json:"within,omitempty"`
+	Within *float64 `json:"within,omitempty"`
 }
 
 // EventTriggerOutputMatch1 defines model for EventTriggerOutput.Match.1.
@@ -4391,10 +4391,10 @@ type FlowRun struct {
 	EndTime nullable.Nullable[openapi.Time] `json:"end_time,omitempty"`
 
 	// EstimatedRunTime A real-time estimate of the total run time.
-	EstimatedRunTime *float32 `json:"estimated_run_time,omitempty"`
+	EstimatedRunTime *float64 `json:"estimated_run_time,omitempty"`
 
 	// EstimatedStartTimeDelta The difference between actual and expected start time.
-	EstimatedStartTimeDelta *float32 `json:"estimated_start_time_delta,omitempty"`
+	EstimatedStartTimeDelta *float64 `json:"estimated_start_time_delta,omitempty"`
 
 	// ExpectedStartTime The flow run's expected start time.
 	ExpectedStartTime nullable.Nullable[openapi.Time] `json:"expected_start_time,omitempty"`
@@ -4463,7 +4463,7 @@ type FlowRun struct {
 	Tags *[]string `json:"tags,omitempty"`
 
 	// TotalRunTime Total run time. If the flow run was executed multiple times, the time of each run will be summed.
-	TotalRunTime *float32                        `json:"total_run_time,omitempty"`
+	TotalRunTime *float64                        `json:"total_run_time,omitempty"`
 	Updated      nullable.Nullable[openapi.Time] `json:"updated"`
 
 	// WorkQueueId The id of the run's work pool queue.
@@ -4521,7 +4521,7 @@ type FlowRunCreate struct {
 	// Name The name of the flow run. Defaults to a random slug if not specified.
 	//
 	// Example: my-flow-run
-	Name            *string                               `json:"name,omitempty"`
+	Name            nullable.Nullable[string]             `json:"name,omitempty"`
 	Parameters      *map[string]interface{}               `json:"parameters,omitempty"`
 	ParentTaskRunId nullable.Nullable[openapi_types.UUID] `json:"parent_task_run_id,omitempty"`
 
@@ -4808,7 +4808,7 @@ type FlowRunPolicy struct {
 
 	// RetryDelaySeconds The delay between retries. Field is not used. Please use `retry_delay` instead.
 	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
-	RetryDelaySeconds *float32 `json:"retry_delay_seconds,omitempty"`
+	RetryDelaySeconds *float64 `json:"retry_delay_seconds,omitempty"`
 
 	// RetryType The type of retry this run is undergoing.
 	RetryType nullable.Nullable[FlowRunPolicyRetryType] `json:"retry_type,omitempty"`
@@ -4846,10 +4846,10 @@ type FlowRunResponse struct {
 	EndTime nullable.Nullable[openapi.Time] `json:"end_time,omitempty"`
 
 	// EstimatedRunTime A real-time estimate of the total run time.
-	EstimatedRunTime *float32 `json:"estimated_run_time,omitempty"`
+	EstimatedRunTime *float64 `json:"estimated_run_time,omitempty"`
 
 	// EstimatedStartTimeDelta The difference between actual and expected start time.
-	EstimatedStartTimeDelta *float32 `json:"estimated_start_time_delta,omitempty"`
+	EstimatedStartTimeDelta *float64 `json:"estimated_start_time_delta,omitempty"`
 
 	// ExpectedStartTime The flow run's expected start time.
 	ExpectedStartTime nullable.Nullable[openapi.Time] `json:"expected_start_time,omitempty"`
@@ -4918,7 +4918,7 @@ type FlowRunResponse struct {
 	Tags *[]string `json:"tags,omitempty"`
 
 	// TotalRunTime Total run time. If the flow run was executed multiple times, the time of each run will be summed.
-	TotalRunTime *float32                        `json:"total_run_time,omitempty"`
+	TotalRunTime *float64                        `json:"total_run_time,omitempty"`
 	Updated      nullable.Nullable[openapi.Time] `json:"updated"`
 
 	// WorkPoolId The id of the flow run's work pool.
@@ -4953,7 +4953,7 @@ type FlowRunSlotSummary struct {
 	StateName          nullable.Nullable[string]       `json:"state_name,omitempty"`
 	StateTimestamp     nullable.Nullable[openapi.Time] `json:"state_timestamp,omitempty"`
 	StateType          nullable.Nullable[StateType]    `json:"state_type,omitempty"`
-	TimeInCurrentState nullable.Nullable[float32]      `json:"time_in_current_state,omitempty"`
+	TimeInCurrentState nullable.Nullable[float64]      `json:"time_in_current_state,omitempty"`
 }
 
 // FlowRunSort Defines flow run sorting options.
@@ -4998,10 +4998,10 @@ type FlowsSettings struct {
 type FlowsSettingsDefaultRetryDelaySeconds0 = int
 
 // FlowsSettingsDefaultRetryDelaySeconds1 defines model for FlowsSettings.DefaultRetryDelaySeconds.1.
-type FlowsSettingsDefaultRetryDelaySeconds1 = float32
+type FlowsSettingsDefaultRetryDelaySeconds1 = float64
 
 // FlowsSettingsDefaultRetryDelaySeconds2 defines model for FlowsSettings.DefaultRetryDelaySeconds.2.
-type FlowsSettingsDefaultRetryDelaySeconds2 = []float32
+type FlowsSettingsDefaultRetryDelaySeconds2 = []float64
 
 // FlowsSettings_DefaultRetryDelaySeconds This value sets the default retry delay seconds for all flows.
 type FlowsSettings_DefaultRetryDelaySeconds struct {
@@ -5025,7 +5025,7 @@ type GlobalConcurrencyLimitResponse struct {
 	Name string `json:"name"`
 
 	// SlotDecayPerSecond The decay rate for active slots when used as a rate limit.
-	SlotDecayPerSecond *float32                        `json:"slot_decay_per_second,omitempty"`
+	SlotDecayPerSecond *float64                        `json:"slot_decay_per_second,omitempty"`
 	Updated            nullable.Nullable[openapi.Time] `json:"updated"`
 }
 
@@ -5096,10 +5096,10 @@ type HistoryResponseState struct {
 	StateType StateType `json:"state_type"`
 
 	// SumEstimatedLateness The sum of differences between actual and expected start time during the interval.
-	SumEstimatedLateness float32 `json:"sum_estimated_lateness"`
+	SumEstimatedLateness float64 `json:"sum_estimated_lateness"`
 
 	// SumEstimatedRunTime The total estimated run time of all runs during the interval.
-	SumEstimatedRunTime float32 `json:"sum_estimated_run_time"`
+	SumEstimatedRunTime float64 `json:"sum_estimated_run_time"`
 }
 
 // InternalSettings defines model for InternalSettings.
@@ -5175,7 +5175,7 @@ type IntervalScheduleInput struct {
 type IntervalScheduleOutput struct {
 	// AnchorDate Example: 2020-01-01T00:00:00Z
 	AnchorDate *openapi.Time `json:"anchor_date,omitempty"`
-	Interval   float32       `json:"interval"`
+	Interval   float64       `json:"interval"`
 
 	// Timezone Example: America/New_York
 	Timezone nullable.Nullable[string] `json:"timezone,omitempty"`
@@ -5322,7 +5322,7 @@ type LoggingSettingsLevel string
 // LoggingToAPISettings Settings for controlling logging to the API
 type LoggingToAPISettings struct {
 	// BatchInterval The number of seconds between batched writes of logs to the API.
-	BatchInterval *float32 `json:"batch_interval,omitempty"`
+	BatchInterval *float64 `json:"batch_interval,omitempty"`
 
 	// BatchSize The number of logs to batch before sending to the API.
 	BatchSize *int `json:"batch_size,omitempty"`
@@ -5520,7 +5520,7 @@ type PluginsSettings struct {
 	SafeMode *bool `json:"safe_mode,omitempty"`
 
 	// SetupTimeoutSeconds Maximum time in seconds for all plugins to complete their setup hooks.
-	SetupTimeoutSeconds *float32 `json:"setup_timeout_seconds,omitempty"`
+	SetupTimeoutSeconds *float64 `json:"setup_timeout_seconds,omitempty"`
 
 	// Strict If True, exit if a required plugin fails during setup.
 	Strict *bool `json:"strict,omitempty"`
@@ -5707,7 +5707,7 @@ type RunDeploymentOutput struct {
 	Parameters nullable.Nullable[map[string]interface{}] `json:"parameters,omitempty"`
 
 	// ScheduleAfter The amount of time to wait before running the deployment. Defaults to running the deployment immediately.
-	ScheduleAfter *float32 `json:"schedule_after,omitempty"`
+	ScheduleAfter *float64 `json:"schedule_after,omitempty"`
 
 	// Source Whether this Action applies to a specific selected deployment (given by `deployment_id`), or to a deployment that is inferred from the triggering event.  If the source is 'inferred', the `deployment_id` may not be set.  If the source is 'selected', the `deployment_id` must be set.
 	Source *RunDeploymentOutputSource `json:"source,omitempty"`
@@ -5792,7 +5792,7 @@ type SQLAlchemySettings struct {
 	PoolSize *int `json:"pool_size,omitempty"`
 
 	// PoolTimeout Number of seconds to wait before giving up on getting a connection from the pool. Defaults to 30 seconds.
-	PoolTimeout nullable.Nullable[float32] `json:"pool_timeout,omitempty"`
+	PoolTimeout nullable.Nullable[float64] `json:"pool_timeout,omitempty"`
 }
 
 // SQLAlchemyTLSSettings Settings for controlling SQLAlchemy mTLS context when
@@ -5935,7 +5935,7 @@ type SequenceTriggerOutput struct {
 	Id       *openapi_types.UUID                   `json:"id,omitempty"`
 	Triggers []SequenceTriggerOutput_Triggers_Item `json:"triggers"`
 	Type     *SequenceTriggerOutputType            `json:"type,omitempty"`
-	Within   nullable.Nullable[float32]            `json:"within"`
+	Within   nullable.Nullable[float64]            `json:"within"`
 }
 
 // SequenceTriggerOutput_Triggers_Item defines model for SequenceTrigger-Output.triggers.Item.
@@ -6029,28 +6029,28 @@ type ServerAPISettings struct {
 	Port *int `json:"port,omitempty"`
 
 	// WebsocketPingInterval WebSocket ping interval in seconds. Only applies when starting the server with `prefect server start`.
-	WebsocketPingInterval *float32 `json:"websocket_ping_interval,omitempty"`
+	WebsocketPingInterval *float64 `json:"websocket_ping_interval,omitempty"`
 
 	// WebsocketPingTimeout WebSocket ping timeout in seconds. Only applies when starting the server with `prefect server start`.
-	WebsocketPingTimeout *float32 `json:"websocket_ping_timeout,omitempty"`
+	WebsocketPingTimeout *float64 `json:"websocket_ping_timeout,omitempty"`
 }
 
 // ServerConcurrencySettings defines model for ServerConcurrencySettings.
 type ServerConcurrencySettings struct {
 	// InitialDeploymentLeaseDuration Initial duration for deployment concurrency lease in seconds.
-	InitialDeploymentLeaseDuration *float32 `json:"initial_deployment_lease_duration,omitempty"`
+	InitialDeploymentLeaseDuration *float64 `json:"initial_deployment_lease_duration,omitempty"`
 
 	// LeaseStorage The module to use for storing concurrency limit leases.
 	LeaseStorage *string `json:"lease_storage,omitempty"`
 
 	// MaximumConcurrencySlotWaitSeconds The maximum number of seconds to wait before retrying when a concurrency slot cannot be acquired.
-	MaximumConcurrencySlotWaitSeconds *float32 `json:"maximum_concurrency_slot_wait_seconds,omitempty"`
+	MaximumConcurrencySlotWaitSeconds *float64 `json:"maximum_concurrency_slot_wait_seconds,omitempty"`
 }
 
 // ServerDatabaseSettings Settings for controlling server database behavior
 type ServerDatabaseSettings struct {
 	// ConnectionTimeout A connection timeout, in seconds, applied to database connections. Defaults to `5`.
-	ConnectionTimeout nullable.Nullable[float32] `json:"connection_timeout,omitempty"`
+	ConnectionTimeout nullable.Nullable[float64] `json:"connection_timeout,omitempty"`
 
 	// ConnectionUrl
 	//         A database connection URL in a SQLAlchemy-compatible
@@ -6079,7 +6079,7 @@ type ServerDatabaseSettings struct {
 	MigrateOnStart *bool `json:"migrate_on_start,omitempty"`
 
 	// MigrationTimeout A statement timeout, in seconds, applied to database migrations. Schema changes such as concurrent index builds on large tables can take much longer than an ordinary API query, so migrations are not bound by `server.database.timeout`. Defaults to `None` (no timeout); set a positive value to bound migration statement duration.
-	MigrationTimeout nullable.Nullable[float32] `json:"migration_timeout,omitempty"`
+	MigrationTimeout nullable.Nullable[float64] `json:"migration_timeout,omitempty"`
 
 	// Name The name of the Prefect database on the remote server, or the path to the database file for SQLite.
 	Name nullable.Nullable[string] `json:"name,omitempty"`
@@ -6094,7 +6094,7 @@ type ServerDatabaseSettings struct {
 	Sqlalchemy *SQLAlchemySettings `json:"sqlalchemy,omitempty"`
 
 	// Timeout A statement timeout, in seconds, applied to all database interactions made by the Prefect backend. Defaults to 10 seconds.
-	Timeout nullable.Nullable[float32] `json:"timeout,omitempty"`
+	Timeout nullable.Nullable[float64] `json:"timeout,omitempty"`
 
 	// User The user to use when connecting to the database.
 	User nullable.Nullable[string] `json:"user,omitempty"`
@@ -6118,7 +6118,7 @@ type ServerDefaultResultStorageUpdate struct {
 // ServerDeploymentsSettings defines model for ServerDeploymentsSettings.
 type ServerDeploymentsSettings struct {
 	// ConcurrencySlotWaitSeconds The number of seconds to wait before retrying when a deployment flow run cannot secure a concurrency slot from the server.
-	ConcurrencySlotWaitSeconds *float32 `json:"concurrency_slot_wait_seconds,omitempty"`
+	ConcurrencySlotWaitSeconds *float64 `json:"concurrency_slot_wait_seconds,omitempty"`
 }
 
 // ServerDocketSettings Settings for controlling Docket behavior
@@ -6210,13 +6210,13 @@ type ServerLogsSettings struct {
 // ServerServicesCancellationCleanupSettings Settings for controlling the cancellation cleanup service
 type ServerServicesCancellationCleanupSettings struct {
 	// CancellingTimeoutSeconds The cancellation cleanup service will enqueue worker cleanup for flow runs that remain in CANCELLING longer than this many seconds. Defaults to `300`.
-	CancellingTimeoutSeconds *float32 `json:"cancelling_timeout_seconds,omitempty"`
+	CancellingTimeoutSeconds *float64 `json:"cancelling_timeout_seconds,omitempty"`
 
 	// Enabled Whether or not to start the cancellation cleanup service in the server application.
 	Enabled *bool `json:"enabled,omitempty"`
 
 	// LoopSeconds The cancellation cleanup service will look for non-terminal tasks and subflows this often. Defaults to `20`.
-	LoopSeconds *float32 `json:"loop_seconds,omitempty"`
+	LoopSeconds *float64 `json:"loop_seconds,omitempty"`
 }
 
 // ServerServicesCleanupReconcilerSettings Settings for controlling the cleanup reconciler service.
@@ -6228,7 +6228,7 @@ type ServerServicesCleanupReconcilerSettings struct {
 	Enabled *bool `json:"enabled,omitempty"`
 
 	// LoopSeconds The cleanup reconciler service will look for expired cleanup message leases this often. Defaults to `5`.
-	LoopSeconds *float32 `json:"loop_seconds,omitempty"`
+	LoopSeconds *float64 `json:"loop_seconds,omitempty"`
 }
 
 // ServerServicesDBVacuumSettings Settings for controlling the database vacuum service
@@ -6243,10 +6243,10 @@ type ServerServicesDBVacuumSettings struct {
 	EventRetentionOverrides *map[string]openapi_types.Duration `json:"event_retention_overrides,omitempty"`
 
 	// LoopSeconds The database vacuum service will run this often, in seconds. Defaults to `3600` (1 hour).
-	LoopSeconds *float32 `json:"loop_seconds,omitempty"`
+	LoopSeconds *float64 `json:"loop_seconds,omitempty"`
 
 	// OrphanCleanupLoopSeconds The database vacuum service will scan for orphaned logs and artifacts this often, in seconds. Defaults to `86400` (24 hours).
-	OrphanCleanupLoopSeconds *float32 `json:"orphan_cleanup_loop_seconds,omitempty"`
+	OrphanCleanupLoopSeconds *float64 `json:"orphan_cleanup_loop_seconds,omitempty"`
 
 	// RetentionPeriod How old a flow run must be (based on end_time) before it is eligible for deletion. Accepts seconds. Minimum 1 hour. Defaults to 90 days.
 	RetentionPeriod *openapi_types.Duration `json:"retention_period,omitempty"`
@@ -6278,7 +6278,7 @@ type ServerServicesEventPersisterSettings struct {
 	Enabled *bool `json:"enabled,omitempty"`
 
 	// FlushInterval The maximum number of seconds between flushes of the event persister.
-	FlushInterval *float32 `json:"flush_interval,omitempty"`
+	FlushInterval *float64 `json:"flush_interval,omitempty"`
 
 	// MaxFlushRetries The maximum number of consecutive flush failures before events are dropped instead of being re-queued.
 	MaxFlushRetries *int `json:"max_flush_retries,omitempty"`
@@ -6313,7 +6313,7 @@ type ServerServicesForemanSettings struct {
 	InactivityHeartbeatMultiple *int `json:"inactivity_heartbeat_multiple,omitempty"`
 
 	// LoopSeconds The foreman service will check for offline workers this often. Defaults to `15`.
-	LoopSeconds *float32 `json:"loop_seconds,omitempty"`
+	LoopSeconds *float64 `json:"loop_seconds,omitempty"`
 
 	// WorkQueueLastPolledTimeoutSeconds
 	//         The number of seconds before a work queue is marked as not ready if it has not been
@@ -6335,7 +6335,7 @@ type ServerServicesLateRunsSettings struct {
 	// LoopSeconds
 	//         The late runs service will look for runs to mark as late this often. Defaults to `5`.
 	//
-	LoopSeconds *float32 `json:"loop_seconds,omitempty"`
+	LoopSeconds *float64 `json:"loop_seconds,omitempty"`
 }
 
 // ServerServicesPauseExpirationsSettings Settings for controlling the pause expiration service
@@ -6350,7 +6350,7 @@ type ServerServicesPauseExpirationsSettings struct {
 	// LoopSeconds
 	//         The pause expiration service will look for runs to mark as failed this often. Defaults to `5`.
 	//
-	LoopSeconds *float32 `json:"loop_seconds,omitempty"`
+	LoopSeconds *float64 `json:"loop_seconds,omitempty"`
 }
 
 // ServerServicesRepossessorSettings Settings for controlling the repossessor service
@@ -6359,7 +6359,7 @@ type ServerServicesRepossessorSettings struct {
 	Enabled *bool `json:"enabled,omitempty"`
 
 	// LoopSeconds The repossessor service will look for expired leases this often. Defaults to `15`.
-	LoopSeconds *float32 `json:"loop_seconds,omitempty"`
+	LoopSeconds *float64 `json:"loop_seconds,omitempty"`
 }
 
 // ServerServicesSchedulerSettings Settings for controlling the scheduler service
@@ -6388,7 +6388,7 @@ type ServerServicesSchedulerSettings struct {
 	//         impact on how quickly either flow runs or task runs are actually executed.
 	//         Defaults to `60`.
 	//
-	LoopSeconds *float32 `json:"loop_seconds,omitempty"`
+	LoopSeconds *float64 `json:"loop_seconds,omitempty"`
 
 	// MaxRuns
 	//         The scheduler will attempt to schedule up to this many
@@ -6426,7 +6426,7 @@ type ServerServicesSchedulerSettings struct {
 	// RecentDeploymentsLoopSeconds
 	//         The number of seconds the recent deployments scheduler will wait between checking for recently updated deployments. Defaults to `5`.
 	//
-	RecentDeploymentsLoopSeconds *float32 `json:"recent_deployments_loop_seconds,omitempty"`
+	RecentDeploymentsLoopSeconds *float64 `json:"recent_deployments_loop_seconds,omitempty"`
 }
 
 // ServerServicesSettings Settings for controlling server services
@@ -6456,7 +6456,7 @@ type ServerServicesTaskRunRecorderSettings struct {
 	Enabled *bool `json:"enabled,omitempty"`
 
 	// FlushInterval The maximum number of seconds between flushes of the task run recorder.
-	FlushInterval *float32 `json:"flush_interval,omitempty"`
+	FlushInterval *float64 `json:"flush_interval,omitempty"`
 
 	// ReadBatchSize The number of task runs the task run recorder will attempt to read from the message broker in one batch.
 	ReadBatchSize *int `json:"read_batch_size,omitempty"`
@@ -6570,7 +6570,7 @@ type ServerTasksSettings struct {
 	Scheduling        *ServerTasksSchedulingSettings `json:"scheduling,omitempty"`
 
 	// TagConcurrencySlotWaitSeconds The number of seconds to wait before retrying when a task run cannot secure a concurrency slot from the server.
-	TagConcurrencySlotWaitSeconds *float32 `json:"tag_concurrency_slot_wait_seconds,omitempty"`
+	TagConcurrencySlotWaitSeconds *float64 `json:"tag_concurrency_slot_wait_seconds,omitempty"`
 }
 
 // ServerUISettings defines model for ServerUISettings.
@@ -6597,10 +6597,10 @@ type ServerUISettings struct {
 // ServerWorkerChannelSettings Settings for server-side worker channel storage and delivery policy.
 type ServerWorkerChannelSettings struct {
 	// CleanupCompletedIdempotencyRetentionSeconds How long completed cleanup idempotency records are retained after acknowledgement. None keeps them for the lifetime of the current server process. The in-memory backend does not survive restart; use external storage for high availability or restart-safe cleanup idempotency.
-	CleanupCompletedIdempotencyRetentionSeconds nullable.Nullable[float32] `json:"cleanup_completed_idempotency_retention_seconds,omitempty"`
+	CleanupCompletedIdempotencyRetentionSeconds nullable.Nullable[float64] `json:"cleanup_completed_idempotency_retention_seconds,omitempty"`
 
 	// CleanupLeaseSeconds The default cleanup message reservation lease duration in seconds.
-	CleanupLeaseSeconds *float32 `json:"cleanup_lease_seconds,omitempty"`
+	CleanupLeaseSeconds *float64 `json:"cleanup_lease_seconds,omitempty"`
 
 	// CleanupMaxDeliveryAttempts The maximum number of committed cleanup reservations before a message is moved to the dead-letter queue.
 	CleanupMaxDeliveryAttempts *int `json:"cleanup_max_delivery_attempts,omitempty"`
@@ -6672,13 +6672,13 @@ type Settings struct {
 // SimpleFlowRun defines model for SimpleFlowRun.
 type SimpleFlowRun struct {
 	// Duration The total run time of the run.
-	Duration float32 `json:"duration"`
+	Duration float64 `json:"duration"`
 
 	// Id The flow run id.
 	Id openapi_types.UUID `json:"id"`
 
 	// Lateness The delay between the expected and actual start time.
-	Lateness float32 `json:"lateness"`
+	Lateness float64 `json:"lateness"`
 
 	// StateType The state type.
 	StateType StateType `json:"state_type"`
@@ -6842,10 +6842,10 @@ type TaskRun struct {
 	EndTime nullable.Nullable[openapi.Time] `json:"end_time,omitempty"`
 
 	// EstimatedRunTime A real-time estimate of total run time.
-	EstimatedRunTime *float32 `json:"estimated_run_time,omitempty"`
+	EstimatedRunTime *float64 `json:"estimated_run_time,omitempty"`
 
 	// EstimatedStartTimeDelta The difference between actual and expected start time.
-	EstimatedStartTimeDelta *float32 `json:"estimated_start_time_delta,omitempty"`
+	EstimatedStartTimeDelta *float64 `json:"estimated_start_time_delta,omitempty"`
 
 	// ExpectedStartTime The task run's expected start time.
 	ExpectedStartTime nullable.Nullable[openapi.Time] `json:"expected_start_time,omitempty"`
@@ -6901,7 +6901,7 @@ type TaskRun struct {
 	TaskVersion nullable.Nullable[string] `json:"task_version,omitempty"`
 
 	// TotalRunTime Total run time. If the task run was executed multiple times, the time of each run will be summed.
-	TotalRunTime *float32                        `json:"total_run_time,omitempty"`
+	TotalRunTime *float64                        `json:"total_run_time,omitempty"`
 	Updated      nullable.Nullable[openapi.Time] `json:"updated"`
 }
 
@@ -6939,7 +6939,7 @@ type TaskRunCreate struct {
 	Labels nullable.Nullable[map[string]interface{}] `json:"labels,omitempty"`
 
 	// Name Example: my-task-run
-	Name *string `json:"name,omitempty"`
+	Name nullable.Nullable[string] `json:"name,omitempty"`
 
 	// State The state of the task run to create
 	State nullable.Nullable[StateCreate] `json:"state,omitempty"`
@@ -7098,23 +7098,23 @@ type TaskRunPolicy struct {
 
 	// RetryDelaySeconds The delay between retries. Field is not used. Please use `retry_delay` instead.
 	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
-	RetryDelaySeconds *float32 `json:"retry_delay_seconds,omitempty"`
+	RetryDelaySeconds *float64 `json:"retry_delay_seconds,omitempty"`
 
 	// RetryJitterFactor Determines the amount a retry should jitter
-	RetryJitterFactor nullable.Nullable[float32] `json:"retry_jitter_factor,omitempty"`
+	RetryJitterFactor nullable.Nullable[float64] `json:"retry_jitter_factor,omitempty"`
 }
 
 // TaskRunPolicyRetryDelay0 defines model for TaskRunPolicy.RetryDelay.0.
 type TaskRunPolicyRetryDelay0 = int
 
 // TaskRunPolicyRetryDelay1 defines model for TaskRunPolicy.RetryDelay.1.
-type TaskRunPolicyRetryDelay1 = float32
+type TaskRunPolicyRetryDelay1 = float64
 
 // TaskRunPolicyRetryDelay2 defines model for TaskRunPolicy.RetryDelay.2.
 type TaskRunPolicyRetryDelay2 = []int
 
 // TaskRunPolicyRetryDelay3 defines model for TaskRunPolicy.RetryDelay.3.
-type TaskRunPolicyRetryDelay3 = []float32
+type TaskRunPolicyRetryDelay3 = []float64
 
 // TaskRunPolicy_RetryDelay A delay time or list of delay times between retries, in seconds.
 type TaskRunPolicy_RetryDelay struct {
@@ -7132,10 +7132,10 @@ type TaskRunResponse struct {
 	EndTime nullable.Nullable[openapi.Time] `json:"end_time,omitempty"`
 
 	// EstimatedRunTime A real-time estimate of the total run time.
-	EstimatedRunTime *float32 `json:"estimated_run_time,omitempty"`
+	EstimatedRunTime *float64 `json:"estimated_run_time,omitempty"`
 
 	// EstimatedStartTimeDelta The difference between actual and expected start time.
-	EstimatedStartTimeDelta *float32 `json:"estimated_start_time_delta,omitempty"`
+	EstimatedStartTimeDelta *float64 `json:"estimated_start_time_delta,omitempty"`
 
 	// FlowRunId The id of the flow run this task run belongs to.
 	FlowRunId nullable.Nullable[openapi_types.UUID] `json:"flow_run_id,omitempty"`
@@ -7172,7 +7172,7 @@ type TaskRunResponse struct {
 	TaskVersion nullable.Nullable[string] `json:"task_version,omitempty"`
 
 	// TotalRunTime Total run time. If the task run was executed multiple times, the time of each run will be summed.
-	TotalRunTime *float32                        `json:"total_run_time,omitempty"`
+	TotalRunTime *float64                        `json:"total_run_time,omitempty"`
 	Updated      nullable.Nullable[openapi.Time] `json:"updated"`
 }
 
@@ -7196,7 +7196,7 @@ type TaskRunSort string
 // TaskRunUpdate Data used by the Prefect REST API to update a task run
 type TaskRunUpdate struct {
 	// Name Example: my-task-run
-	Name *string `json:"name,omitempty"`
+	Name nullable.Nullable[string] `json:"name,omitempty"`
 }
 
 // TaskWorkerFilter defines model for TaskWorkerFilter.
@@ -7263,10 +7263,10 @@ type TasksSettingsDefaultRetryDelaySeconds0 = string
 type TasksSettingsDefaultRetryDelaySeconds1 = int
 
 // TasksSettingsDefaultRetryDelaySeconds2 defines model for TasksSettings.DefaultRetryDelaySeconds.2.
-type TasksSettingsDefaultRetryDelaySeconds2 = float32
+type TasksSettingsDefaultRetryDelaySeconds2 = float64
 
 // TasksSettingsDefaultRetryDelaySeconds3 defines model for TasksSettings.DefaultRetryDelaySeconds.3.
-type TasksSettingsDefaultRetryDelaySeconds3 = []float32
+type TasksSettingsDefaultRetryDelaySeconds3 = []float64
 
 // TasksSettings_DefaultRetryDelaySeconds This value sets the default retry delay seconds for all tasks.
 type TasksSettings_DefaultRetryDelaySeconds struct {
@@ -7319,10 +7319,10 @@ type UITaskRun struct {
 	EndTime nullable.Nullable[openapi.Time] `json:"end_time,omitempty"`
 
 	// EstimatedRunTime A real-time estimate of total run time.
-	EstimatedRunTime *float32 `json:"estimated_run_time,omitempty"`
+	EstimatedRunTime *float64 `json:"estimated_run_time,omitempty"`
 
 	// EstimatedStartTimeDelta The difference between actual and expected start time.
-	EstimatedStartTimeDelta *float32 `json:"estimated_start_time_delta,omitempty"`
+	EstimatedStartTimeDelta *float64 `json:"estimated_start_time_delta,omitempty"`
 
 	// ExpectedStartTime The task run's expected start time.
 	ExpectedStartTime nullable.Nullable[openapi.Time] `json:"expected_start_time,omitempty"`
@@ -7379,7 +7379,7 @@ type UITaskRun struct {
 	TaskVersion nullable.Nullable[string] `json:"task_version,omitempty"`
 
 	// TotalRunTime Total run time. If the task run was executed multiple times, the time of each run will be summed.
-	TotalRunTime *float32                        `json:"total_run_time,omitempty"`
+	TotalRunTime *float64                        `json:"total_run_time,omitempty"`
 	Updated      nullable.Nullable[openapi.Time] `json:"updated"`
 }
 
@@ -7441,7 +7441,7 @@ type VariableValue1 = int
 type VariableValue2 = bool
 
 // VariableValue3 defines model for Variable.Value.3.
-type VariableValue3 = float32
+type VariableValue3 = float64
 
 // VariableValue4 defines model for Variable.Value.4.
 type VariableValue4 map[string]interface{}
@@ -7484,7 +7484,7 @@ type VariableCreateValue1 = int
 type VariableCreateValue2 = bool
 
 // VariableCreateValue3 defines model for VariableCreate.Value.3.
-type VariableCreateValue3 = float32
+type VariableCreateValue3 = float64
 
 // VariableCreateValue4 defines model for VariableCreate.Value.4.
 type VariableCreateValue4 map[string]interface{}
@@ -7576,7 +7576,7 @@ type VariableUpdateValue1 = int
 type VariableUpdateValue2 = bool
 
 // VariableUpdateValue3 defines model for VariableUpdate.Value.3.
-type VariableUpdateValue3 = float32
+type VariableUpdateValue3 = float64
 
 // VariableUpdateValue4 defines model for VariableUpdate.Value.4.
 type VariableUpdateValue4 map[string]interface{}
@@ -7980,7 +7980,7 @@ type WorkerResponse struct {
 // WorkerSettings defines model for WorkerSettings.
 type WorkerSettings struct {
 	// CancellationPollSeconds Number of seconds between polls for cancelling flow runs. Used as a fallback when the WebSocket connection for real-time cancellation events is unavailable.
-	CancellationPollSeconds *float32 `json:"cancellation_poll_seconds,omitempty"`
+	CancellationPollSeconds *float64 `json:"cancellation_poll_seconds,omitempty"`
 
 	// DebugMode If True, enables debug mode for the worker only. Unlike PREFECT_DEBUG_MODE, this setting does not propagate to flow runs executed by the worker.
 	DebugMode *bool `json:"debug_mode,omitempty"`
@@ -7989,13 +7989,13 @@ type WorkerSettings struct {
 	EnableCancellation *bool `json:"enable_cancellation,omitempty"`
 
 	// HeartbeatSeconds Number of seconds a worker should wait between sending a heartbeat.
-	HeartbeatSeconds *float32 `json:"heartbeat_seconds,omitempty"`
+	HeartbeatSeconds *float64 `json:"heartbeat_seconds,omitempty"`
 
 	// PrefetchSeconds The number of seconds into the future a worker should query for scheduled work.
-	PrefetchSeconds *float32 `json:"prefetch_seconds,omitempty"`
+	PrefetchSeconds *float64 `json:"prefetch_seconds,omitempty"`
 
 	// QuerySeconds Number of seconds a worker should wait between queries for scheduled work.
-	QuerySeconds *float32 `json:"query_seconds,omitempty"`
+	QuerySeconds *float64 `json:"query_seconds,omitempty"`
 
 	// Webserver Settings for a worker's webserver
 	Webserver *WorkerWebserverSettings `json:"webserver,omitempty"`
@@ -26469,7 +26469,7 @@ type AverageFlowRunLatenessResponseObject interface {
 	VisitAverageFlowRunLatenessResponse(w http.ResponseWriter) error
 }
 
-type AverageFlowRunLateness200JSONResponse float32
+type AverageFlowRunLateness200JSONResponse float64
 
 func (response AverageFlowRunLateness200JSONResponse) VisitAverageFlowRunLatenessResponse(w http.ResponseWriter) error {
 

@@ -103,6 +103,13 @@ func derive(doc obj) (obj, error) {
 		if strings.HasPrefix(name, "Body_") {
 			embeddedBodyNulls(schemas[name].(obj))
 		}
+		for _, field := range nullNamedFields[name] {
+			if props, ok := schemas[name].(obj)["properties"].(obj); ok {
+				if p, ok := props[field].(obj); ok {
+					p["nullable"] = true
+				}
+			}
+		}
 		if t, ok := goTypes[name]; ok {
 			schemas[name].(obj)["x-go-type"] = t.name
 			schemas[name].(obj)["x-go-type-import"] = obj{"path": t.pkg}
@@ -132,6 +139,18 @@ func derive(doc obj) (obj, error) {
 		}
 	}
 	return doc, nil
+}
+
+// nullNamedFields are fields whose pydantic "before" validator turns null
+// into a value (set_name -> get_or_create_run_name in
+// prefect/server/schemas/actions.py): the document says string, yet the
+// client sends null and Prefect generates a run name.
+var nullNamedFields = map[string][]string{
+	"FlowRunCreate":           {"name"},
+	"FlowRunUpdate":           {"name"},
+	"TaskRunCreate":           {"name"},
+	"TaskRunUpdate":           {"name"},
+	"DeploymentFlowRunCreate": {"name"},
 }
 
 // embeddedBodyNulls: FastAPI reads a body made of several Body() parameters
