@@ -12,15 +12,106 @@ import (
 
 type Querier interface {
 	DeleteFlow(ctx context.Context, id uuid.UUID) (int64, error)
+	DeleteFlowRun(ctx context.Context, id uuid.UUID) (int64, error)
+	DeleteFlowRunInput(ctx context.Context, arg DeleteFlowRunInputParams) (int64, error)
+	DeleteFlowRunsByIDs(ctx context.Context, ids []uuid.UUID) ([]uuid.UUID, error)
 	DeleteFlowsByIDs(ctx context.Context, ids []uuid.UUID) ([]uuid.UUID, error)
+	DeleteTaskRun(ctx context.Context, id uuid.UUID) (int64, error)
+	DeleteTaskRunLogs(ctx context.Context, taskRunID uuid.NullUUID) error
+	FlowRunExists(ctx context.Context, id uuid.UUID) (bool, error)
+	GetDeploymentForFlowRun(ctx context.Context, id uuid.UUID) (GetDeploymentForFlowRunRow, error)
 	GetFlowByID(ctx context.Context, id uuid.UUID) (Flow, error)
 	GetFlowByName(ctx context.Context, name string) (Flow, error)
+	GetFlowLabelsForFlowRun(ctx context.Context, id uuid.UUID) ([]byte, error)
+	GetFlowRun(ctx context.Context, id uuid.UUID) (GetFlowRunRow, error)
+	GetFlowRunIDByIdempotencyKey(ctx context.Context, arg GetFlowRunIDByIdempotencyKeyParams) (uuid.UUID, error)
+	GetFlowRunInput(ctx context.Context, arg GetFlowRunInputParams) (FlowRunInput, error)
+	// The parent flow run's labels, which a new task run inherits.
+	GetFlowRunLabelsForTaskRun(ctx context.Context, id uuid.UUID) ([]byte, error)
+	GetFlowRunStatesByIDs(ctx context.Context, ids []uuid.UUID) ([]GetFlowRunStatesByIDsRow, error)
+	GetLogFlowRunName(ctx context.Context, id uuid.UUID) (string, error)
+	GetTaskRunIDByNaturalKey(ctx context.Context, arg GetTaskRunIDByNaturalKeyParams) (uuid.UUID, error)
+	// Task runs without a flow run have no unique index to lean on (NULL never
+	// conflicts); Prefect matches them on (task_key, dynamic_key) in code.
+	GetTaskRunIDWithoutFlowRun(ctx context.Context, arg GetTaskRunIDWithoutFlowRunParams) (uuid.UUID, error)
+	// A state's result may live in its result artifact (states written by
+	// set_state); Prefect serves the artifact's data when the row has none.
+	GetTaskRunState(ctx context.Context, id uuid.UUID) (GetTaskRunStateRow, error)
+	GetTaskRunStatesByIDsForGraph(ctx context.Context, ids []uuid.UUID) ([]GetTaskRunStatesByIDsForGraphRow, error)
+	GetWorkPoolDefaultQueue(ctx context.Context, poolName string) (uuid.NullUUID, error)
+	GetWorkQueueInPool(ctx context.Context, arg GetWorkQueueInPoolParams) (uuid.UUID, error)
+	InsertEventResources(ctx context.Context, arg InsertEventResourcesParams) error
+	// One statement per batch from parallel arrays. ON CONFLICT DO NOTHING
+	// skips ids already stored; RETURNING names the rows that were new, whose
+	// resource rows are then written (Prefect's _write_postgres_events).
+	InsertEvents(ctx context.Context, arg InsertEventsParams) ([]uuid.UUID, error)
 	// Inserts a flow unless one with the name exists; no row comes back then.
 	InsertFlow(ctx context.Context, arg InsertFlowParams) (Flow, error)
+	// Flow runs, their states and inputs (services/store/postgres/flowrun.go).
+	// The /filter, /count, /history and /lateness statements are built at run
+	// time by services/store/filter.
+	//
+	// Runs without an idempotency key never conflict (NULLs are distinct); with
+	// one, an existing (flow_id, idempotency_key) row makes this return nothing.
+	InsertFlowRun(ctx context.Context, arg InsertFlowRunParams) (uuid.UUID, error)
+	InsertFlowRunInput(ctx context.Context, arg InsertFlowRunInputParams) (FlowRunInput, error)
+	// One statement for a whole batch: the columns arrive as parallel arrays
+	// (no bound-parameter limit applies; unnests in one select list advance
+	// together), NULL run ids as empty strings.
+	InsertLogs(ctx context.Context, arg InsertLogsParams) error
+	// Static statements of the task run store. The reads that serve the API
+	// (one run with its state, filtered pages, history) and the recorder's
+	// multi-row upserts are built at run time in services/store/postgres/taskrun.go
+	// because their shape depends on the filter or on the batch.
+	// Creates a task run unless its natural key (flow_run_id, task_key,
+	// dynamic_key) exists; no row comes back then (Prefect's create_task_run).
+	InsertTaskRun(ctx context.Context, arg InsertTaskRunParams) (uuid.UUID, error)
+	// Prefect matches with LIKE prefix || '%', wildcards in the prefix included.
+	ListFlowRunInputsByPrefix(ctx context.Context, arg ListFlowRunInputsByPrefixParams) ([]FlowRunInput, error)
+	ListFlowRunStates(ctx context.Context, flowRunID uuid.UUID) ([]ListFlowRunStatesRow, error)
+	ListFlowRunStatesForGraph(ctx context.Context, flowRunID uuid.UUID) ([]ListFlowRunStatesForGraphRow, error)
+	// Like Prefect's, type <> 'result' also leaves out untyped artifacts.
+	ListGraphArtifacts(ctx context.Context, arg ListGraphArtifactsParams) ([]ListGraphArtifactsRow, error)
+	// Subflow runs of a flow run: runs whose parent task run belongs to it.
+	ListSubflowRunsForGraph(ctx context.Context, flowRunID uuid.NullUUID) ([]ListSubflowRunsForGraphRow, error)
+	ListTaskRunStates(ctx context.Context, taskRunID uuid.UUID) ([]ListTaskRunStatesRow, error)
+	ListTaskRunsForGraph(ctx context.Context, flowRunID uuid.NullUUID) ([]TaskRun, error)
+	LockFlowRunLabels(ctx context.Context, id uuid.UUID) ([]byte, error)
+	// Serialises creators of flow-run-less task runs on one (task_key,
+	// dynamic_key), which no unique index guards.
+	LockTaskRunsWithoutFlowRun(ctx context.Context, arg LockTaskRunsWithoutFlowRunParams) error
+	OrchDeleteFlowRunInput(ctx context.Context, arg OrchDeleteFlowRunInputParams) error
+	// Everything a prefect.flow-run.<State> event names besides the run itself.
+	OrchFlowRunEventData(ctx context.Context, id uuid.UUID) (OrchFlowRunEventDataRow, error)
+	OrchFlowRunStateTimestampExists(ctx context.Context, arg OrchFlowRunStateTimestampExistsParams) (bool, error)
+	OrchGetFlowRun(ctx context.Context, id uuid.UUID) (FlowRun, error)
+	// A state with its result: Prefect keeps persisted results in an artifact.
+	OrchGetFlowRunState(ctx context.Context, id uuid.UUID) (OrchGetFlowRunStateRow, error)
+	OrchGetTaskRunState(ctx context.Context, id uuid.UUID) (OrchGetTaskRunStateRow, error)
+	OrchInsertFlowRunState(ctx context.Context, arg OrchInsertFlowRunStateParams) error
+	OrchInsertResultArtifact(ctx context.Context, arg OrchInsertResultArtifactParams) error
+	OrchInsertStateCache(ctx context.Context, arg OrchInsertStateCacheParams) error
+	OrchInsertTaskRunState(ctx context.Context, arg OrchInsertTaskRunStateParams) error
+	// Statements of the set_state transaction (services/store/postgres/orchestrate.go).
+	// Names carry the Orch prefix so they cannot collide with the resource files.
+	// Locks the run for the whole transition: concurrent set_state calls on one
+	// run queue here, so each sees the state the previous one wrote.
+	OrchLockFlowRun(ctx context.Context, id uuid.UUID) (FlowRun, error)
+	OrchLockTaskRun(ctx context.Context, id uuid.UUID) (TaskRun, error)
+	// The newest cache entry for the key that has not expired, as Prefect's
+	// CacheRetrieval: only that entry counts, even if its state is gone.
+	OrchReadCachedState(ctx context.Context, arg OrchReadCachedStateParams) (OrchReadCachedStateRow, error)
+	OrchUpdateFlowRun(ctx context.Context, arg OrchUpdateFlowRunParams) error
+	OrchUpdateTaskRun(ctx context.Context, arg OrchUpdateTaskRunParams) error
 	// Bumps updated for a PATCH that changes no column, as SQLAlchemy's onupdate
 	// does for every UPDATE Prefect issues.
 	TouchFlow(ctx context.Context, arg TouchFlowParams) (int64, error)
+	// Bumps updated for a PATCH that changes no column, as SQLAlchemy's onupdate
+	// does for every UPDATE Prefect issues.
+	TouchTaskRun(ctx context.Context, arg TouchTaskRunParams) (int64, error)
+	UpdateFlowRunLabels(ctx context.Context, arg UpdateFlowRunLabelsParams) (int64, error)
 	UpdateFlowTags(ctx context.Context, arg UpdateFlowTagsParams) (int64, error)
+	UpdateTaskRunName(ctx context.Context, arg UpdateTaskRunNameParams) (int64, error)
 }
 
 var _ Querier = (*Queries)(nil)

@@ -6,19 +6,99 @@ package sqlitedb
 
 import (
 	"context"
+	"database/sql"
 )
 
 type Querier interface {
 	DeleteFlow(ctx context.Context, id string) (int64, error)
+	DeleteFlowRun(ctx context.Context, id string) (int64, error)
+	DeleteFlowRunInput(ctx context.Context, arg DeleteFlowRunInputParams) (int64, error)
+	DeleteFlowRunsByIDs(ctx context.Context, ids []string) ([]string, error)
 	DeleteFlowsByIDs(ctx context.Context, ids []string) ([]string, error)
+	DeleteTaskRun(ctx context.Context, id string) (int64, error)
+	DeleteTaskRunLogs(ctx context.Context, taskRunID sql.NullString) error
+	FlowRunExists(ctx context.Context, id string) (int64, error)
+	GetDeploymentForFlowRun(ctx context.Context, id string) (GetDeploymentForFlowRunRow, error)
 	GetFlowByID(ctx context.Context, id string) (Flow, error)
 	GetFlowByName(ctx context.Context, name string) (Flow, error)
+	GetFlowLabelsForFlowRun(ctx context.Context, id string) (sql.NullString, error)
+	GetFlowRun(ctx context.Context, id string) (GetFlowRunRow, error)
+	GetFlowRunIDByIdempotencyKey(ctx context.Context, arg GetFlowRunIDByIdempotencyKeyParams) (string, error)
+	GetFlowRunInput(ctx context.Context, arg GetFlowRunInputParams) (FlowRunInput, error)
+	// The parent flow run's labels, which a new task run inherits.
+	GetFlowRunLabelsForTaskRun(ctx context.Context, id string) (sql.NullString, error)
+	GetFlowRunStatesByIDs(ctx context.Context, ids []string) ([]GetFlowRunStatesByIDsRow, error)
+	GetLogFlowRunName(ctx context.Context, id string) (string, error)
+	GetTaskRunIDByNaturalKey(ctx context.Context, arg GetTaskRunIDByNaturalKeyParams) (string, error)
+	// Task runs without a flow run have no unique index to lean on (NULL never
+	// conflicts); Prefect matches them on (task_key, dynamic_key) in code.
+	GetTaskRunIDWithoutFlowRun(ctx context.Context, arg GetTaskRunIDWithoutFlowRunParams) (string, error)
+	// A state's result may live in its result artifact (states written by
+	// set_state); Prefect serves the artifact's data when the row has none.
+	GetTaskRunState(ctx context.Context, id string) (GetTaskRunStateRow, error)
+	GetTaskRunStatesByIDsForGraph(ctx context.Context, ids []string) ([]GetTaskRunStatesByIDsForGraphRow, error)
+	GetWorkPoolDefaultQueue(ctx context.Context, poolName string) (sql.NullString, error)
+	GetWorkQueueInPool(ctx context.Context, arg GetWorkQueueInPoolParams) (string, error)
 	// Inserts a flow unless one with the name exists; no row comes back then.
 	InsertFlow(ctx context.Context, arg InsertFlowParams) (Flow, error)
+	// Flow runs, their states and inputs (services/store/sqlite/flowrun.go).
+	// The /filter, /count, /history and /lateness statements are built at run
+	// time by services/store/filter.
+	//
+	// Runs without an idempotency key never conflict (NULLs are distinct); with
+	// one, an existing (flow_id, idempotency_key) row makes this return nothing.
+	InsertFlowRun(ctx context.Context, arg InsertFlowRunParams) (string, error)
+	InsertFlowRunInput(ctx context.Context, arg InsertFlowRunInputParams) (FlowRunInput, error)
+	// Static statements of the task run store. The reads that serve the API
+	// (one run with its state, filtered pages, history) and the recorder's
+	// multi-row upserts are built at run time in services/store/sqlite/taskrun.go
+	// because their shape depends on the filter or on the batch.
+	// Creates a task run unless its natural key (flow_run_id, task_key,
+	// dynamic_key) exists; no row comes back then (Prefect's create_task_run).
+	InsertTaskRun(ctx context.Context, arg InsertTaskRunParams) (string, error)
+	// Prefect matches with LIKE prefix || '%', wildcards in the prefix included.
+	ListFlowRunInputsByPrefix(ctx context.Context, arg ListFlowRunInputsByPrefixParams) ([]FlowRunInput, error)
+	ListFlowRunStates(ctx context.Context, flowRunID string) ([]ListFlowRunStatesRow, error)
+	ListFlowRunStatesForGraph(ctx context.Context, flowRunID string) ([]ListFlowRunStatesForGraphRow, error)
+	// Like Prefect's, type <> 'result' also leaves out untyped artifacts.
+	ListGraphArtifacts(ctx context.Context, arg ListGraphArtifactsParams) ([]ListGraphArtifactsRow, error)
+	// Subflow runs of a flow run: runs whose parent task run belongs to it.
+	ListSubflowRunsForGraph(ctx context.Context, flowRunID sql.NullString) ([]ListSubflowRunsForGraphRow, error)
+	ListTaskRunStates(ctx context.Context, taskRunID string) ([]ListTaskRunStatesRow, error)
+	ListTaskRunsForGraph(ctx context.Context, flowRunID sql.NullString) ([]TaskRun, error)
+	LockFlowRunLabels(ctx context.Context, id string) (sql.NullString, error)
+	OrchDeleteFlowRunInput(ctx context.Context, arg OrchDeleteFlowRunInputParams) error
+	// Everything a prefect.flow-run.<State> event names besides the run itself.
+	OrchFlowRunEventData(ctx context.Context, id string) (OrchFlowRunEventDataRow, error)
+	OrchFlowRunStateTimestampExists(ctx context.Context, arg OrchFlowRunStateTimestampExistsParams) (int64, error)
+	OrchGetFlowRun(ctx context.Context, id string) (FlowRun, error)
+	// A state with its result: Prefect keeps persisted results in an artifact.
+	OrchGetFlowRunState(ctx context.Context, id string) (OrchGetFlowRunStateRow, error)
+	OrchGetTaskRunState(ctx context.Context, id string) (OrchGetTaskRunStateRow, error)
+	OrchInsertFlowRunState(ctx context.Context, arg OrchInsertFlowRunStateParams) error
+	OrchInsertResultArtifact(ctx context.Context, arg OrchInsertResultArtifactParams) error
+	OrchInsertStateCache(ctx context.Context, arg OrchInsertStateCacheParams) error
+	OrchInsertTaskRunState(ctx context.Context, arg OrchInsertTaskRunStateParams) error
+	// Statements of the set_state transaction (services/store/sqlite/orchestrate.go).
+	// Names carry the Orch prefix so they cannot collide with the resource files.
+	// The single writer connection serializes transitions: concurrent
+	// set_state calls queue for it, so each sees what the previous one wrote.
+	OrchLockFlowRun(ctx context.Context, id string) (FlowRun, error)
+	OrchLockTaskRun(ctx context.Context, id string) (TaskRun, error)
+	// The newest cache entry for the key that has not expired, as Prefect's
+	// CacheRetrieval: only that entry counts, even if its state is gone.
+	OrchReadCachedState(ctx context.Context, arg OrchReadCachedStateParams) (OrchReadCachedStateRow, error)
+	OrchUpdateFlowRun(ctx context.Context, arg OrchUpdateFlowRunParams) error
+	OrchUpdateTaskRun(ctx context.Context, arg OrchUpdateTaskRunParams) error
 	// Bumps updated for a PATCH that changes no column, as SQLAlchemy's onupdate
 	// does for every UPDATE Prefect issues.
 	TouchFlow(ctx context.Context, arg TouchFlowParams) (int64, error)
+	// Bumps updated for a PATCH that changes no column, as SQLAlchemy's onupdate
+	// does for every UPDATE Prefect issues.
+	TouchTaskRun(ctx context.Context, arg TouchTaskRunParams) (int64, error)
+	UpdateFlowRunLabels(ctx context.Context, arg UpdateFlowRunLabelsParams) (int64, error)
 	UpdateFlowTags(ctx context.Context, arg UpdateFlowTagsParams) (int64, error)
+	UpdateTaskRunName(ctx context.Context, arg UpdateTaskRunNameParams) (int64, error)
 }
 
 var _ Querier = (*Queries)(nil)

@@ -1,0 +1,2 @@
+-- name: GetLogFlowRunName :one
+SELECT name FROM flow_run WHERE id = @id;
