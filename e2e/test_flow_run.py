@@ -41,7 +41,6 @@ FLOW_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.flow_runs
-@pytest.mark.xfail(reason="flow runs not implemented yet", strict=False)
 def test_flow_completes(prefect_server, sync_client, tmp_path):
     flow_name = f"e2e-run-{uuid.uuid4().hex[:10]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}

@@ -149,7 +149,7 @@ func New(opts Options) (http.Handler, error) {
 	apiRouter.Get("/events/in", h.eventsIn)
 
 	root := chi.NewRouter()
-	root.Use(recoverer(opts.Logger), accessLog(opts.Logger), cors(opts.CORS))
+	root.Use(recoverer(opts.Logger), accessLog(opts.Logger), cors(opts.CORS), withRequestMeta)
 	root.NotFound(notFound)
 	root.MethodNotAllowed(methodNotAllowed)
 	api := http.Handler(apiRouter)

@@ -153,6 +153,7 @@ func runStart(ctx context.Context, args, env []string, cwd string, stdout, stder
 	host := fs.String("host", "", "listen address (overrides PREFECT_SERVER_API_HOST)")
 	port := fs.String("port", "", "listen port, 0 for any free port (overrides PREFECT_SERVER_API_PORT)")
 	format := fs.String("log-format", "text", "log format on stderr: text or json")
+	noServices := fs.Bool("no-services", false, "serve only the API, without background services (prefect server start --no-services)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -186,7 +187,7 @@ func runStart(ctx context.Context, args, env []string, cwd string, stdout, stder
 	if err := os.MkdirAll(cfg.Home(), 0o700); err != nil {
 		logger.Warn("Failed to create the Prefect home directory", "path", cfg.Home(), "error", err)
 	}
-	if err := serve(ctx, cfg, logger, lifecycle); err != nil {
+	if err := serve(ctx, cfg, logger, lifecycle, !*noServices); err != nil {
 		lifecycle.Error("server failed", "error", err)
 		return 1
 	}
@@ -223,8 +224,9 @@ func slogLevel(prefectLevel string) slog.Level {
 }
 
 // serve runs the server until ctx ends, then shuts down in reverse order of
-// start: stop accepting and drain requests, stop the broker, close the store.
-func serve(ctx context.Context, cfg *config.Settings, logger, lifecycle *slog.Logger) error {
+// start: stop accepting and drain requests, flush and stop the background
+// services, stop the broker, close the store.
+func serve(ctx context.Context, cfg *config.Settings, logger, lifecycle *slog.Logger, withServices bool) error {
 	st, err := open.Open(ctx, cfg.DatabaseURL())
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
@@ -232,6 +234,18 @@ func serve(ctx context.Context, cfg *config.Settings, logger, lifecycle *slog.Lo
 	defer closeLogged(lifecycle, "database", st)
 	broker := events.NewMemoryBroker(0)
 	defer closeLogged(lifecycle, "event broker", broker)
+
+	var svcs []backgroundService
+	if withServices {
+		svcs = backgroundServices(cfg, st, broker, logger)
+	}
+	stopServices, err := startServices(ctx, broker, svcs, lifecycle)
+	if err != nil {
+		return err
+	}
+	// Services stop after the API has drained (so events it accepted are
+	// recorded) and before the broker and the store close.
+	defer stopServices()
 
 	handler, err := server.New(serverOptions(cfg, st, broker, logger))
 	if err != nil {
