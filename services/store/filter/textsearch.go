@@ -5,26 +5,26 @@ import (
 	"unicode"
 )
 
-// textQuery is a parsed log search: any include term may match, no exclude
+// TextQuery is a parsed text search (logs and events share the syntax): any include term may match, no exclude
 // term may match, every required term must match.
-type textQuery struct {
-	include, exclude, required []string
+type TextQuery struct {
+	Include, Exclude, Required []string
 }
 
-// parseTextSearch reads Prefect's log search syntax (see LogFilterTextSearch).
+// ParseTextSearch reads Prefect's log search syntax (see LogFilterTextSearch).
 // A prefix counts only when a term follows it directly; a quoted phrase may
 // contain \" and \\ escapes and may be left unclosed.
-func parseTextSearch(query string) textQuery {
-	var q textQuery
+func ParseTextSearch(query string) TextQuery {
+	var q TextQuery
 	rs := []rune(query)
 	add := func(prefix rune, term string) {
 		switch prefix {
 		case '-', '!':
-			q.exclude = append(q.exclude, term)
+			q.Exclude = append(q.Exclude, term)
 		case '+':
-			q.required = append(q.required, term)
+			q.Required = append(q.Required, term)
 		default:
-			q.include = append(q.include, term)
+			q.Include = append(q.Include, term)
 		}
 	}
 	for i := 0; i < len(rs); {
@@ -91,7 +91,7 @@ func unescapePhrase(rs []rune) string {
 // name: one joining the include terms with OR, one each joining the
 // exclude and the required terms with AND.
 func (b *Builder) textSearch(query string) []string {
-	q := parseTextSearch(query)
+	q := ParseTextSearch(query)
 	var parts []string
 	terms := func(op Operator, negate bool, ts []string) {
 		if len(ts) == 0 {
@@ -108,8 +108,8 @@ func (b *Builder) textSearch(query string) []string {
 		}
 		parts = append(parts, b.combine(op, p))
 	}
-	terms(Or, false, q.include)
-	terms(And, true, q.exclude)
-	terms(And, false, q.required)
+	terms(Or, false, q.Include)
+	terms(And, true, q.Exclude)
+	terms(And, false, q.Required)
 	return parts
 }

@@ -248,8 +248,8 @@ func TestParseTextSearch(t *testing.T) {
 		{"ünï cödé", []string{"ünï", "cödé"}, nil, nil},
 	}
 	for _, c := range cases {
-		q := parseTextSearch(c.in)
-		if !slices.Equal(q.include, c.include) || !slices.Equal(q.exclude, c.exclude) || !slices.Equal(q.required, c.required) {
+		q := ParseTextSearch(c.in)
+		if !slices.Equal(q.Include, c.include) || !slices.Equal(q.Exclude, c.exclude) || !slices.Equal(q.Required, c.required) {
 			t.Errorf("%q: got %+v", c.in, q)
 		}
 	}

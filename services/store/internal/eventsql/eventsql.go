@@ -424,19 +424,19 @@ func (w *where) text(query string) []string {
 	match := func(term string) string {
 		return field + " LIKE " + w.str("%"+likeEscaper.Replace(strings.ToLower(term))+"%") + ` ESCAPE '\'`
 	}
-	q := parseTextSearch(query)
+	q := filter.ParseTextSearch(query)
 	var parts []string
-	if len(q.include) > 0 {
-		p := make([]string, len(q.include))
-		for i, t := range q.include {
+	if len(q.Include) > 0 {
+		p := make([]string, len(q.Include))
+		for i, t := range q.Include {
 			p[i] = match(t)
 		}
 		parts = append(parts, or(p))
 	}
-	for _, t := range q.exclude {
+	for _, t := range q.Exclude {
 		parts = append(parts, "NOT ("+match(t)+")")
 	}
-	for _, t := range q.required {
+	for _, t := range q.Required {
 		parts = append(parts, match(t))
 	}
 	return parts
