@@ -128,7 +128,7 @@ func New(opts Options) (http.Handler, error) {
 		// starting.
 		return nil, fmt.Errorf("server: PREFECT_SERVER_CSRF_PROTECTION_ENABLED=true is not supported yet")
 	}
-	spec, err := loadSpec()
+	spec, err := loadServingSpec()
 	if err != nil {
 		return nil, err
 	}
