@@ -49,7 +49,7 @@ func (s *Store) SetTaskRunState(ctx context.Context, id uuid.UUID, proposed orch
 // transaction: the single writer connection is the run's lock. The caller
 // commits; the effects are only valid once it has.
 func (s *Store) applyFlowRunState(ctx context.Context, tx *sql.Tx, runID uuid.UUID, proposed orchestration.State, opts orchestration.Options) (store.SetStateResult, error) {
-	q := s.wq.WithTx(tx)
+	q := s.wc.txQueries(tx)
 	row, err := q.OrchLockFlowRun(ctx, runID.String())
 	if err != nil {
 		return store.SetStateResult{}, notFound(err, "flow run")
@@ -107,7 +107,7 @@ func (s *Store) applyFlowRunState(ctx context.Context, tx *sql.Tx, runID uuid.UU
 
 // applyTaskRunState is applyFlowRunState for task runs.
 func (s *Store) applyTaskRunState(ctx context.Context, tx *sql.Tx, runID uuid.UUID, proposed orchestration.State, opts orchestration.Options) (store.SetStateResult, error) {
-	q := s.wq.WithTx(tx)
+	q := s.wc.txQueries(tx)
 	row, err := q.OrchLockTaskRun(ctx, runID.String())
 	if err != nil {
 		return store.SetStateResult{}, notFound(err, "task run")

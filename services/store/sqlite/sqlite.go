@@ -45,6 +45,10 @@ type Store struct {
 	reader *sql.DB // query_only pool; the writer itself for :memory:
 	wq     *sqlitedb.Queries
 	rq     *sqlitedb.Queries
+	// wc and rc hold the prepared sqlc statements of writer and reader
+	// (the same cache for :memory:, where they are one pool).
+	wc *stmtCache
+	rc *stmtCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -103,8 +107,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		reader.SetMaxIdleConns(n)
 		s.reader = reader
 	}
-	s.wq = sqlitedb.New(s.writer)
-	s.rq = sqlitedb.New(s.reader)
+	s.wc = newStmtCache(s.writer)
+	s.rc = s.wc
+	if s.reader != s.writer {
+		s.rc = newStmtCache(s.reader)
+	}
+	s.wq = s.wc.queries()
+	s.rq = s.rc.queries()
 	return s, nil
 }
 
@@ -127,11 +136,11 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
-	var err error
+	errs := []error{s.wc.close()}
 	if s.reader != s.writer {
-		err = s.reader.Close()
+		errs = append(errs, s.rc.close(), s.reader.Close())
 	}
-	return errors.Join(err, s.writer.Close())
+	return errors.Join(append(errs, s.writer.Close())...)
 }
 
 // Dialect implements store.Store.
@@ -151,10 +160,16 @@ func (s *Store) write(ctx context.Context, fn func(q *sqlitedb.Queries, tx *sql.
 			err = mapErr(err)
 		}
 	}()
-	if err := fn(s.wq.WithTx(tx), tx); err != nil {
+	if err := fn(s.wc.txQueries(tx), tx); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	// The writer's connection is free again: prepare what this
+	// transaction ran as text, so the next one finds it.
+	s.wc.preparePending(ctx)
+	return nil
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
