@@ -385,7 +385,15 @@ func (h *handlers) ResumeFlowRun(ctx context.Context, req api.ResumeFlowRunReque
 		now := time.Now().UTC()
 		proposed = orchestration.State{Type: orchestration.Scheduled, Name: "Resuming", StateDetails: orchestration.StateDetails{ScheduledTime: &now}}
 	}
-	res, err := h.store.SetFlowRunState(ctx, run.ID, proposed, orchestrationOptions(ctx, false))
+	var input *store.FlowRunInput
+	if len(keyset) > 0 && len(runInput) > 0 {
+		value, err := json.Marshal(runInput)
+		if err != nil {
+			return nil, errUnprocessable(fmt.Sprintf("run_input: %v", err))
+		}
+		input = &store.FlowRunInput{FlowRunID: run.ID, Key: keyset["response"], Value: string(value)}
+	}
+	res, err := h.store.ResumeFlowRun(ctx, run.ID, proposed, orchestrationOptions(ctx, false), input)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errNotFound("Flow run not found")
 	}
@@ -393,15 +401,6 @@ func (h *handlers) ResumeFlowRun(ctx context.Context, req api.ResumeFlowRunReque
 		return nil, err
 	}
 	h.afterTransition(ctx, res.Effects)
-	if len(keyset) > 0 && len(runInput) > 0 && res.Status == orchestration.Accept {
-		value, err := json.Marshal(runInput)
-		if err != nil {
-			return nil, errUnprocessable(fmt.Sprintf("run_input: %v", err))
-		}
-		if _, err := h.store.CreateFlowRunInput(ctx, store.FlowRunInput{FlowRunID: run.ID, Key: keyset["response"], Value: string(value)}); err != nil {
-			return nil, err
-		}
-	}
 	return setStateAnswer{orchestration.StatusCode(res.Result, start), resultOut(res.Result)}, nil
 }
 

@@ -403,6 +403,10 @@ type FlowRunStore interface {
 	// state and the run, and returns the answer plus the effects to carry
 	// out after commit. ErrNotFound when the run does not exist.
 	SetFlowRunState(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options) (SetStateResult, error)
+	// ResumeFlowRun is SetFlowRunState for POST /flow_runs/{id}/resume:
+	// when the transition is accepted and input is not nil, the run input
+	// is stored in the same transaction (Prefect's one session).
+	ResumeFlowRun(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options, input *FlowRunInput) (SetStateResult, error)
 	// SetTaskRunState is SetFlowRunState for task runs.
 	SetTaskRunState(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options) (SetStateResult, error)
 }

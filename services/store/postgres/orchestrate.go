@@ -32,6 +32,35 @@ func (s *Store) SetFlowRunState(ctx context.Context, id uuid.UUID, proposed orch
 	return res, nil
 }
 
+// ResumeFlowRun implements store.Store.
+func (s *Store) ResumeFlowRun(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options, input *store.FlowRunInput) (store.SetStateResult, error) {
+	if input != nil {
+		for _, t := range []string{input.Key, input.Value} {
+			if err := checkText(t); err != nil {
+				return store.SetStateResult{}, err
+			}
+		}
+	}
+	var res store.SetStateResult
+	err := s.inTx(ctx, func(q *pgdb.Queries, tx pgx.Tx) error {
+		var err error
+		if res, err = s.applyFlowRunState(ctx, tx, id, proposed, opts); err != nil {
+			return err
+		}
+		if input == nil || res.Status != orchestration.Accept {
+			return nil
+		}
+		_, err = q.InsertFlowRunInput(ctx, pgdb.InsertFlowRunInputParams{
+			ID: uuid.New(), Created: store.Now(), FlowRunID: id, Key: input.Key, Value: input.Value, Sender: textPtr(input.Sender),
+		})
+		return err
+	})
+	if err != nil {
+		return store.SetStateResult{}, err
+	}
+	return res, nil
+}
+
 // SetTaskRunState implements store.Store.
 func (s *Store) SetTaskRunState(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options) (store.SetStateResult, error) {
 	var res store.SetStateResult

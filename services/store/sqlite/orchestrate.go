@@ -31,6 +31,28 @@ func (s *Store) SetFlowRunState(ctx context.Context, id uuid.UUID, proposed orch
 	return res, nil
 }
 
+// ResumeFlowRun implements store.Store.
+func (s *Store) ResumeFlowRun(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options, input *store.FlowRunInput) (store.SetStateResult, error) {
+	var res store.SetStateResult
+	err := s.write(ctx, func(q *sqlitedb.Queries, tx *sql.Tx) error {
+		var err error
+		if res, err = s.applyFlowRunState(ctx, tx, id, proposed, opts); err != nil {
+			return err
+		}
+		if input == nil || res.Status != orchestration.Accept {
+			return nil
+		}
+		_, err = q.InsertFlowRunInput(ctx, sqlitedb.InsertFlowRunInputParams{
+			ID: uuid.NewString(), Created: formatTime(store.Now()), FlowRunID: id.String(), Key: input.Key, Value: input.Value, Sender: nullStrPtr(input.Sender),
+		})
+		return err
+	})
+	if err != nil {
+		return store.SetStateResult{}, err
+	}
+	return res, nil
+}
+
 // SetTaskRunState implements store.Store.
 func (s *Store) SetTaskRunState(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options) (store.SetStateResult, error) {
 	var res store.SetStateResult

@@ -32,6 +32,46 @@ var flowRunCases = []suiteCase{
 	{"TaskRunSetStateAndCache", testTaskRunSetStateAndCache},
 	{"SubflowParentTaskRun", testSubflowParentTaskRun},
 	{"FlowRunGraphs", testFlowRunGraphs},
+	{"ResumeStoresInputWithTheTransition", testResumeStoresInput},
+}
+
+// testResumeStoresInput: the run input of a resume is written only when the
+// transition is accepted, in the same transaction.
+func testResumeStoresInput(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	f := mustCreate(t, s, store.FlowCreate{Name: "f"})
+	run := frMustRun(t, s, store.FlowRunCreate{FlowID: f.ID, State: frPending()})
+	frSet(t, s, run.ID, orchestration.Running, orchestration.Options{})
+	frSet(t, s, run.ID, orchestration.Paused, orchestration.Options{})
+
+	input := &store.FlowRunInput{FlowRunID: run.ID, Key: "paused-1-response", Value: `{"value":"hello"}`}
+	res, err := s.ResumeFlowRun(ctx, run.ID, orchestration.State{Type: orchestration.Running}, orchestration.Options{}, input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != orchestration.Accept {
+		t.Fatalf("resume from Paused: %s", res.Status)
+	}
+	got, err := s.ReadFlowRunInput(ctx, run.ID, "paused-1-response")
+	if err != nil || got.Value != input.Value {
+		t.Fatalf("input after accepted resume: %+v, %v", got, err)
+	}
+
+	// A transition that is not accepted (here WAIT: the run is scheduled
+	// in the future) writes no input.
+	later := time.Now().Add(time.Hour)
+	waiting := frMustRun(t, s, store.FlowRunCreate{FlowID: f.ID, State: &orchestration.State{Type: orchestration.Scheduled, StateDetails: orchestration.StateDetails{ScheduledTime: &later}}})
+	other := &store.FlowRunInput{FlowRunID: waiting.ID, Key: "paused-2-response", Value: `{"value":"early"}`}
+	res, err = s.ResumeFlowRun(ctx, waiting.ID, orchestration.State{Type: orchestration.Running}, orchestration.Options{}, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != orchestration.Wait {
+		t.Fatalf("running a run scheduled an hour ahead: %s, want WAIT", res.Status)
+	}
+	if _, err := s.ReadFlowRunInput(ctx, waiting.ID, "paused-2-response"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("input written for a transition that was not accepted: %v", err)
+	}
 }
 
 func frPending() *orchestration.State {
