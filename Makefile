@@ -44,3 +44,8 @@ bench:
 
 api-coverage:
 	@$(GO) run ./cmd/prefect-server api-coverage
+
+# Python 3.9.1 server vs ours on SQLite and PostgreSQL; rewrites BENCHMARKS.md (~15 min).
+.PHONY: bench-compare
+bench-compare: build
+	cd tools && $(GO) run ./bench compare

@@ -5,6 +5,7 @@
 // failures stay in the figures.
 //
 //	cd tools && go run ./bench -url http://127.0.0.1:4200/api -w flows -d 10s
+//	cd tools && go run ./bench compare   # Python 3.9.1 server vs ours, writes BENCHMARKS.md
 package main
 
 import (
@@ -58,12 +59,18 @@ type options struct {
 	jsonOut     bool
 	validate    bool
 	pid         int
+	prefill     float64
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	runner := run
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "compare" {
+		runner, args = runCompare, args[1:]
+	}
+	if err := runner(ctx, args, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -81,7 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.spec, "spec", "", "OpenAPI document to validate responses against (default: ../openapi/prefect-api.json, then the 3.9.1 dump)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print a machine-readable JSON report instead of tables")
 	fs.BoolVar(&o.validate, "validate", true, "validate response bodies against the OpenAPI document (costs client CPU)")
-	fs.IntVar(&o.pid, "pid", 0, "server process id: report its RSS from /proc (idle before, peak during and after)")
+	fs.IntVar(&o.pid, "pid", 0, "server process id: report its RSS (with its child processes) from /proc (idle before, peak during and after)")
+	fs.Float64Var(&o.prefill, "prefill-scale", defaultPrefillScale, "reads workload prefill size: 1 = 100,000 flow runs and 1,000,000 task runs")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -96,6 +104,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.warmup < 0 {
 		return o, errors.New("-warmup must not be negative")
+	}
+	if o.prefill <= 0 || o.prefill > 10 {
+		return o, errors.New("-prefill-scale must be in (0, 10]")
 	}
 	u, err := url.Parse(o.url)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -137,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		GOMAXPROCS:  runtime.GOMAXPROCS(0),
 	}
 	if o.pid > 0 {
-		idle, _, err := procMemory(o.pid)
+		idle, err := treeRSS(o.pid)
 		if err != nil {
 			return fmt.Errorf("-pid %d: %w", o.pid, err)
 		}
@@ -156,7 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var runErr error
 	for _, name := range strings.Split(o.workloads, ",") {
-		w := workloads[strings.TrimSpace(name)](runID)
+		w := workloads[strings.TrimSpace(name)](WorkloadOptions{RunID: runID, PrefillScale: o.prefill})
 		res, err := runWorkload(ctx, c, w, cfg, sampler)
 		if err != nil {
 			runErr = err
@@ -173,7 +184,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for _, w := range rep.Workloads {
 			rep.Server.RunPeak = max(rep.Server.RunPeak, w.ServerPeakRSS)
 		}
-		rep.Server.AfterRSS, rep.Server.VmHWMAfter, _ = procMemory(o.pid)
+		rep.Server.AfterRSS, _ = treeRSS(o.pid)
+		_, rep.Server.VmHWMAfter, _ = procMemory(o.pid)
 		if !o.jsonOut {
 			s := rep.Server
 			fmt.Fprintf(stdout, "server pid %d RSS: idle %s, peak during run %s, after %s (VmHWM %s incl. start-up)\n",
@@ -206,7 +218,8 @@ func printHeader(w io.Writer, r Report) {
 }
 
 func printWorkload(w io.Writer, res WorkloadResult) {
-	fmt.Fprintf(w, "\nworkload %s: %.2fs measured, client CPU %.0f%% of one core", res.Name, res.ElapsedS, res.ClientCPUPct)
+	fmt.Fprintf(w, "\nworkload %s: %.2fs measured, %.1f %s, client CPU %.0f%% of one core",
+		res.Name, res.ElapsedS, res.Headline.Value, res.Headline.Unit, res.ClientCPUPct)
 	if res.ServerPeakRSS > 0 {
 		fmt.Fprintf(w, ", server peak RSS %s", mib(res.ServerPeakRSS))
 	}
@@ -231,6 +244,12 @@ func printWorkload(w io.Writer, res WorkloadResult) {
 	}
 	row(res.Total)
 	tw.Flush()
+	for _, m := range res.Metrics {
+		fmt.Fprintf(w, "  %s: %.2f %s\n", m.Name, m.Value, m.Unit)
+	}
+	for _, p := range res.Problems {
+		fmt.Fprintf(w, "  PROBLEM: %s\n", p)
+	}
 	for _, s := range res.Ops {
 		for _, e := range s.ErrorSamples {
 			fmt.Fprintf(w, "  error %s: %s\n", s.Op, e)

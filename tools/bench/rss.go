@@ -76,7 +76,7 @@ func startRSSSampler(pid int) *rssSampler {
 }
 
 func (s *rssSampler) sample() {
-	rss, _, err := procMemory(s.pid)
+	rss, err := treeRSS(s.pid)
 	if err != nil {
 		return
 	}
@@ -114,4 +114,43 @@ func (s *rssSampler) close() {
 	}
 	close(s.stop)
 	<-s.done
+}
+
+// treeRSS is the VmRSS of pid plus that of all its descendants, in kB:
+// `prefect server start` may serve from child processes, and a comparison
+// must count every process that does the server's work.
+func treeRSS(pid int) (int64, error) {
+	total, _, err := procMemory(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, child := range childPIDs(pid) {
+		// A child can exit between listing and reading; it then holds no memory.
+		if rss, err := treeRSS(child); err == nil {
+			total += rss
+		}
+	}
+	return total, nil
+}
+
+// childPIDs lists the direct children of pid from every one of its threads'
+// /proc children files (a child belongs to the thread that forked it).
+func childPIDs(pid int) []int {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, t := range tasks {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(raw)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }

@@ -33,11 +33,45 @@ type Teardowner interface {
 	Teardown(ctx context.Context) error
 }
 
+// MeasureStarter is implemented by workloads whose own figures must tell the
+// warm-up from the measured phase (events sent, for instance); it is called
+// right before the measured phase starts, while no Op runs.
+type MeasureStarter interface {
+	MeasureStart(at time.Time)
+}
+
+// Finisher is implemented by workloads that check or measure something after
+// the measured phase (work the server does asynchronously, prefill figures).
+// It adds metrics to res; a returned error is reported as a problem of the
+// run and counted as an error, never dropped.
+type Finisher interface {
+	Finish(ctx context.Context, res *WorkloadResult) error
+}
+
+// Headliner names the operation whose rate is the workload's throughput and
+// its unit, for the summary and the comparison table; without it the total
+// request rate is the headline.
+type Headliner interface {
+	Headline() (op, unit string)
+}
+
+// WorkloadOptions are the knobs shared by every workload constructor.
+type WorkloadOptions struct {
+	// RunID makes created names unique across runs against the same database.
+	RunID string
+	// PrefillScale scales the reads workload's prefill: 1 is 100,000 flow
+	// runs and 1,000,000 task runs.
+	PrefillScale float64
+}
+
 // workloads maps -w names to constructors; each run gets a fresh instance so
-// names and state never leak between runs. runID makes created names unique
-// across runs against the same database.
-var workloads = map[string]func(runID string) Workload{
-	"flows": func(runID string) Workload { return newFlowsWorkload(runID) },
+// names and state never leak between runs.
+var workloads = map[string]func(o WorkloadOptions) Workload{
+	"flows":       func(o WorkloadOptions) Workload { return newFlowsWorkload(o.RunID) },
+	"lifecycle":   func(o WorkloadOptions) Workload { return newLifecycleWorkload(o.RunID) },
+	"transitions": func(o WorkloadOptions) Workload { return newTransitionsWorkload(o.RunID) },
+	"reads":       func(o WorkloadOptions) Workload { return newReadsWorkload(o.RunID, o.PrefillScale) },
+	"events":      func(o WorkloadOptions) Workload { return newEventsWorkload(o.RunID) },
 }
 
 func workloadNames() string {
@@ -65,6 +99,47 @@ type WorkloadResult struct {
 	WarmupErrors  uint64      `json:"warmup_errors"`
 	ClientCPUPct  float64     `json:"client_cpu_pct"` // of one core, over the measured phase
 	ServerPeakRSS int64       `json:"server_peak_rss_kb,omitempty"`
+	// Headline is the throughput figure of the workload in its own unit.
+	Headline Metric `json:"headline"`
+	// HeadlineOp is the operation whose latencies stand for the workload.
+	HeadlineOp string   `json:"headline_op"`
+	Metrics    []Metric `json:"metrics,omitempty"`
+	// Problems are failures found after the measured phase (records the
+	// server never stored, for instance); each also counts in Total.Errors.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Metric is a workload-specific figure (prefill time, events persisted/s).
+type Metric struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+}
+
+// AddMetric appends a figure to the result.
+func (r *WorkloadResult) AddMetric(name string, value float64, unit string) {
+	r.Metrics = append(r.Metrics, Metric{Name: name, Value: value, Unit: unit})
+}
+
+// Metric returns the named figure, if the workload reported it.
+func (r *WorkloadResult) Metric(name string) (Metric, bool) {
+	for _, m := range r.Metrics {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Metric{}, false
+}
+
+// HeadlineSummary is the summary of the headline operation (the total when
+// the workload has none or never recorded it).
+func (r *WorkloadResult) HeadlineSummary() OpSummary {
+	for _, s := range r.Ops {
+		if s.Op == r.HeadlineOp {
+			return s
+		}
+	}
+	return r.Total
 }
 
 // runWorkload drives w with cfg.Concurrency workers. Each worker finishes its
@@ -98,15 +173,34 @@ func runWorkload(ctx context.Context, c *Client, w Workload, cfg RunConfig, rss 
 	rss.reset()
 	cpu0 := processCPU()
 	start := time.Now()
+	if ms, ok := w.(MeasureStarter); ok {
+		ms.MeasureStart(start)
+	}
 	phase(ctx, w, cfg.Concurrency, cfg.Duration)
 	elapsed := time.Since(start)
 	cpu := processCPU() - cpu0
 	c.SetRecorder(nil)
-	res.ServerPeakRSS = rss.peak()
 
 	res.ElapsedS = elapsed.Seconds()
 	res.Ops, res.Total = rec.Summaries(elapsed)
 	res.ClientCPUPct = 100 * cpu.Seconds() / elapsed.Seconds()
+	unit := "req/s"
+	res.HeadlineOp = "total"
+	if h, ok := w.(Headliner); ok {
+		res.HeadlineOp, unit = h.Headline()
+	}
+	// Throughput counts successes only: a failed iteration often ends early
+	// and would otherwise flatter the server that fails.
+	hs := res.HeadlineSummary()
+	res.Headline = Metric{Name: "throughput", Value: float64(hs.Count-hs.Errors) / elapsed.Seconds(), Unit: unit}
+	if f, ok := w.(Finisher); ok && ctx.Err() == nil {
+		if err := f.Finish(ctx, &res); err != nil {
+			res.Problems = append(res.Problems, err.Error())
+			res.Total.Errors++
+		}
+	}
+	// The peak covers the asynchronous work a Finisher waited for as well.
+	res.ServerPeakRSS = rss.peak()
 	return res, ctx.Err()
 }
 
