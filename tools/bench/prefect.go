@@ -73,6 +73,11 @@ func dialEvents(ctx context.Context, c *Client) (*eventSocket, error) {
 		conn.CloseNow()
 		return nil, fmt.Errorf("/events/in auth answered %q, want auth_success", msg)
 	}
+	// The server pings; a websocket answers pings only while something
+	// reads it, and a server whose pings go unanswered closes the socket.
+	// Nothing else arrives after auth_success, so a background reader that
+	// handles control frames is all the socket needs.
+	conn.CloseRead(context.WithoutCancel(ctx))
 	return &eventSocket{conn: conn}, nil
 }
 

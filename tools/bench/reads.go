@@ -49,7 +49,7 @@ const (
 	// defaultPrefillScale keeps `make bench-compare` within its time budget
 	// on a 2-core machine: the Python server creates flow runs one request
 	// at a time at a few hundred per second.
-	defaultPrefillScale = 0.02
+	defaultPrefillScale = 0.01
 )
 
 // The prefilled flow runs cycle through these states, the task runs through
