@@ -34,7 +34,7 @@ func (s *Store) InsertEvents(ctx context.Context, evs []events.ReceivedEvent) (i
 	}
 	now := formatTime(store.Now())
 	inserted := 0
-	err = s.write(ctx, func(_ *sqlitedb.Queries, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
 		var res []eventsql.ResourceRow
 		for rest := rows; len(rest) > 0; {
 			batch := rest[:min(len(rest), maxParams/eventInsertCols)]

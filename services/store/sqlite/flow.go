@@ -29,7 +29,7 @@ func (s *Store) CreateFlow(ctx context.Context, in store.FlowCreate) (store.Flow
 	}
 	var row sqlitedb.Flow
 	created := true
-	err = s.write(ctx, func(q *sqlitedb.Queries, _ *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, _ *sql.Tx) error {
 		var err error
 		row, err = q.InsertFlow(ctx, arg)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -102,7 +102,7 @@ func (s *Store) CountFlows(ctx context.Context, f filter.FlowFilterSet) (int64, 
 // UpdateFlow implements store.Store.
 func (s *Store) UpdateFlow(ctx context.Context, id uuid.UUID, in store.FlowUpdate) error {
 	var n int64
-	err := s.write(ctx, func(q *sqlitedb.Queries, _ *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, _ *sql.Tx) error {
 		var err error
 		now := formatTime(store.Now())
 		if in.Tags != nil {
@@ -124,7 +124,7 @@ func (s *Store) UpdateFlow(ctx context.Context, id uuid.UUID, in store.FlowUpdat
 // DeleteFlow implements store.Store.
 func (s *Store) DeleteFlow(ctx context.Context, id uuid.UUID) error {
 	var n int64
-	err := s.write(ctx, func(q *sqlitedb.Queries, _ *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, _ *sql.Tx) error {
 		var err error
 		n, err = q.DeleteFlow(ctx, id.String())
 		return err
@@ -145,7 +145,7 @@ func (s *Store) BulkDeleteFlows(ctx context.Context, f filter.FlowFilterSet, lim
 		return nil, err
 	}
 	deleted := []uuid.UUID{}
-	err = s.write(ctx, func(q *sqlitedb.Queries, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, tx *sql.Tx) error {
 		// Selected inside the writer transaction, so no other write can
 		// slip in between the choice and the delete.
 		rows, err := tx.QueryContext(ctx, query, args...)

@@ -42,7 +42,7 @@ func (s *Store) CreateFlowRun(ctx context.Context, in store.FlowRunCreate, opts 
 		policy = *in.EmpiricalPolicy
 	}
 	var out store.FlowRunCreated
-	err = s.write(ctx, func(q *sqlitedb.Queries, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, tx *sql.Tx) error {
 		labels, err := flowRunLabels(ctx, q, in)
 		if err != nil {
 			return err
@@ -303,7 +303,7 @@ func (s *Store) UpdateFlowRun(ctx context.Context, id uuid.UUID, in store.FlowRu
 	args = append(args, id.String())
 	query := "UPDATE flow_run SET " + strings.Join(sets, ", ") + " WHERE id = ?"
 	var n int64
-	err := s.write(ctx, func(_ *sqlitedb.Queries, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -322,7 +322,7 @@ func (s *Store) UpdateFlowRun(ctx context.Context, id uuid.UUID, in store.FlowRu
 
 // UpdateFlowRunLabels implements store.Store.
 func (s *Store) UpdateFlowRunLabels(ctx context.Context, id uuid.UUID, labels map[string]any) error {
-	return s.write(ctx, func(q *sqlitedb.Queries, _ *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, _ *sql.Tx) error {
 		raw, err := q.LockFlowRunLabels(ctx, id.String())
 		if err != nil {
 			return notFound(err, "flow run")
@@ -348,7 +348,7 @@ func (s *Store) UpdateFlowRunLabels(ctx context.Context, id uuid.UUID, labels ma
 // DeleteFlowRun implements store.Store.
 func (s *Store) DeleteFlowRun(ctx context.Context, id uuid.UUID) error {
 	var n int64
-	err := s.write(ctx, func(q *sqlitedb.Queries, _ *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, _ *sql.Tx) error {
 		var err error
 		n, err = q.DeleteFlowRun(ctx, id.String())
 		return err
@@ -369,7 +369,7 @@ func (s *Store) BulkDeleteFlowRuns(ctx context.Context, f filter.FlowRunFilterSe
 		return nil, err
 	}
 	deleted := []uuid.UUID{}
-	err = s.write(ctx, func(q *sqlitedb.Queries, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -634,7 +634,7 @@ func (s *Store) ReadFlowRunGraphV2(ctx context.Context, id uuid.UUID, since time
 // CreateFlowRunInput implements store.Store.
 func (s *Store) CreateFlowRunInput(ctx context.Context, in store.FlowRunInput) (store.FlowRunInput, error) {
 	var row sqlitedb.FlowRunInput
-	err := s.write(ctx, func(q *sqlitedb.Queries, _ *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, _ *sql.Tx) error {
 		// Checked first so a missing run is told apart from a taken key.
 		n, err := q.FlowRunExists(ctx, in.FlowRunID.String())
 		if err != nil {
@@ -689,7 +689,7 @@ func (s *Store) FilterFlowRunInputs(ctx context.Context, flowRunID uuid.UUID, pr
 // DeleteFlowRunInput implements store.Store.
 func (s *Store) DeleteFlowRunInput(ctx context.Context, flowRunID uuid.UUID, key string) error {
 	var n int64
-	err := s.write(ctx, func(q *sqlitedb.Queries, _ *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, _ *sql.Tx) error {
 		var err error
 		n, err = q.DeleteFlowRunInput(ctx, sqlitedb.DeleteFlowRunInputParams{FlowRunID: flowRunID.String(), Key: key})
 		return err

@@ -50,7 +50,7 @@ func (s *Store) CreateLogs(ctx context.Context, in []store.LogCreate) ([]store.L
 	}
 	const cols = 9
 	const head = "INSERT INTO log (id, created, updated, name, level, flow_run_id, task_run_id, message, timestamp) VALUES "
-	err := s.write(ctx, func(_ *sqlitedb.Queries, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
 		for rest := out; len(rest) > 0; {
 			batch := rest[:min(len(rest), maxParams/cols)]
 			rest = rest[len(batch):]

@@ -20,7 +20,7 @@ import (
 // SetFlowRunState implements store.Store.
 func (s *Store) SetFlowRunState(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options) (store.SetStateResult, error) {
 	var res store.SetStateResult
-	err := s.write(ctx, func(_ *sqlitedb.Queries, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
 		var err error
 		res, err = s.applyFlowRunState(ctx, tx, id, proposed, opts)
 		return err
@@ -34,7 +34,7 @@ func (s *Store) SetFlowRunState(ctx context.Context, id uuid.UUID, proposed orch
 // ResumeFlowRun implements store.Store.
 func (s *Store) ResumeFlowRun(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options, input *store.FlowRunInput) (store.SetStateResult, error) {
 	var res store.SetStateResult
-	err := s.write(ctx, func(q *sqlitedb.Queries, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, tx *sql.Tx) error {
 		var err error
 		if res, err = s.applyFlowRunState(ctx, tx, id, proposed, opts); err != nil {
 			return err
@@ -56,7 +56,7 @@ func (s *Store) ResumeFlowRun(ctx context.Context, id uuid.UUID, proposed orches
 // SetTaskRunState implements store.Store.
 func (s *Store) SetTaskRunState(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options) (store.SetStateResult, error) {
 	var res store.SetStateResult
-	err := s.write(ctx, func(_ *sqlitedb.Queries, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
 		var err error
 		res, err = s.applyTaskRunState(ctx, tx, id, proposed, opts)
 		return err

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -49,6 +50,11 @@ type Store struct {
 	// (the same cache for :memory:, where they are one pool).
 	wc *stmtCache
 	rc *stmtCache
+
+	jobs     chan writeJob // see write
+	closed   chan struct{}
+	loopDone chan struct{}
+	closeMu  sync.Once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -114,6 +120,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	s.wq = s.wc.queries()
 	s.rq = s.rc.queries()
+	s.jobs = make(chan writeJob, 4*maxGroup)
+	s.closed = make(chan struct{})
+	s.loopDone = make(chan struct{})
+	go s.writeLoop()
 	return s, nil
 }
 
@@ -136,6 +146,8 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
+	s.closeMu.Do(func() { close(s.closed) })
+	<-s.loopDone
 	errs := []error{s.wc.close()}
 	if s.reader != s.writer {
 		errs = append(errs, s.rc.close(), s.reader.Close())
@@ -146,9 +158,117 @@ func (s *Store) Close() error {
 // Dialect implements store.Store.
 func (s *Store) Dialect() filter.Dialect { return filter.SQLite }
 
-// write runs fn in one writer transaction, committing when it returns nil.
-func (s *Store) write(ctx context.Context, fn func(q *sqlitedb.Queries, tx *sql.Tx) error) (err error) {
-	tx, err := s.writer.BeginTx(ctx, nil)
+// writeFunc is the body of one write. ctx is the caller's context without
+// its cancellation: inside a shared transaction an interrupted statement
+// would make SQLite roll back every job of the group, so a job, once
+// started, runs to its end.
+type writeFunc func(ctx context.Context, q *sqlitedb.Queries, tx *sql.Tx) error
+
+type writeJob struct {
+	ctx  context.Context
+	fn   writeFunc
+	done chan error
+}
+
+// maxGroup bounds how many queued writes share one transaction, and so how
+// long the last of them waits for the commit.
+const maxGroup = 64
+
+// write runs fn in a writer transaction and returns once it is durable (or
+// rolled back). Writes that queue while another transaction runs are
+// committed together (group commit): each runs in its own SAVEPOINT, so one
+// job's error undoes only its own changes, and the pages they share (index
+// pages of the run tables above all) are written to the WAL once per group
+// instead of once per write. A lone write pays nothing for this.
+func (s *Store) write(ctx context.Context, fn writeFunc) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	job := writeJob{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.jobs <- job:
+	case <-s.closed:
+		return fmt.Errorf("sqlite: store closed: %w", store.ErrUnavailable)
+	}
+	// Wait for the outcome even if ctx ends meanwhile: a job that started
+	// commits with its group, and its caller must not report a failure for
+	// a write that happened.
+	select {
+	case err := <-job.done:
+		return err
+	case <-s.loopDone:
+		// Queued just after the loop drained on Close.
+		select {
+		case err := <-job.done:
+			return err
+		default:
+			return fmt.Errorf("sqlite: store closed: %w", store.ErrUnavailable)
+		}
+	}
+}
+
+// writeLoop is the one goroutine that runs write jobs, a group at a time.
+func (s *Store) writeLoop() {
+	defer close(s.loopDone)
+	group := make([]writeJob, 0, maxGroup)
+	for {
+		var first writeJob
+		select {
+		case first = <-s.jobs:
+		case <-s.closed:
+			// Jobs already queued still run: their callers are waiting.
+			for {
+				select {
+				case j := <-s.jobs:
+					s.runGroup([]writeJob{j})
+				default:
+					return
+				}
+			}
+		}
+		group = append(group[:0], first)
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case j := <-s.jobs:
+				group = append(group, j)
+			default:
+				break drain
+			}
+		}
+		s.runGroup(group)
+	}
+}
+
+func (s *Store) runGroup(group []writeJob) {
+	live := group[:0]
+	for _, j := range group {
+		if err := j.ctx.Err(); err != nil {
+			j.done <- err
+			continue
+		}
+		live = append(live, j)
+	}
+	switch len(live) {
+	case 0:
+		return
+	case 1:
+		live[0].done <- s.runAlone(live[0])
+		return
+	}
+	errs := make([]error, len(live))
+	err := s.runShared(live, errs)
+	for i, j := range live {
+		if err != nil && errs[i] == nil {
+			errs[i] = err
+		}
+		j.done <- mapErr(errs[i])
+	}
+}
+
+// runAlone runs one job in its own transaction, with its context intact.
+func (s *Store) runAlone(j writeJob) (err error) {
+	tx, err := s.writer.BeginTx(j.ctx, nil)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -160,7 +280,7 @@ func (s *Store) write(ctx context.Context, fn func(q *sqlitedb.Queries, tx *sql.
 			err = mapErr(err)
 		}
 	}()
-	if err := fn(s.wc.txQueries(tx), tx); err != nil {
+	if err := j.fn(context.WithoutCancel(j.ctx), s.wc.txQueries(tx), tx); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -168,6 +288,47 @@ func (s *Store) write(ctx context.Context, fn func(q *sqlitedb.Queries, tx *sql.
 	}
 	// The writer's connection is free again: prepare what this
 	// transaction ran as text, so the next one finds it.
+	s.wc.preparePending(j.ctx)
+	return nil
+}
+
+// runShared runs the jobs in one transaction, each in a savepoint, and
+// records each job's own error in errs. The returned error, when not nil,
+// failed the transaction itself and so every job that had succeeded.
+func (s *Store) runShared(jobs []writeJob, errs []error) (err error) {
+	ctx := context.Background()
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+				err = errors.Join(err, rbErr)
+			}
+		}
+	}()
+	q := s.wc.txQueries(tx)
+	exec := cachedTx{c: s.wc, tx: tx}
+	for i, j := range jobs {
+		if _, err := exec.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+			return err
+		}
+		if errs[i] = j.fn(context.WithoutCancel(j.ctx), q, tx); errs[i] != nil {
+			// A failed statement undoes itself; the savepoint undoes the
+			// job's earlier ones. Should SQLite have ended the whole
+			// transaction (an I/O error), this fails and so does the group.
+			if _, err := exec.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
+				return fmt.Errorf("sqlite: group transaction lost after %w: %w", errs[i], err)
+			}
+		}
+		if _, err := exec.ExecContext(ctx, "RELEASE job"); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
 	s.wc.preparePending(ctx)
 	return nil
 }

@@ -62,7 +62,7 @@ func (s *Store) CreateTaskRun(ctx context.Context, in store.TaskRunCreate, opts 
 		tr      store.TaskRun
 		created bool
 	)
-	err = s.write(ctx, func(q *sqlitedb.Queries, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, tx *sql.Tx) error {
 		labels, err := trLabels(ctx, q, in)
 		if err != nil {
 			return err
@@ -280,7 +280,7 @@ func (s *Store) TaskRunHistory(ctx context.Context, q store.TaskRunHistoryQuery)
 // UpdateTaskRun implements store.Store.
 func (s *Store) UpdateTaskRun(ctx context.Context, id uuid.UUID, in store.TaskRunUpdate) error {
 	var n int64
-	err := s.write(ctx, func(q *sqlitedb.Queries, _ *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, _ *sql.Tx) error {
 		var err error
 		now := formatTime(store.Now())
 		if in.Name != nil {
@@ -302,7 +302,7 @@ func (s *Store) UpdateTaskRun(ctx context.Context, id uuid.UUID, in store.TaskRu
 // DeleteTaskRun implements store.Store.
 func (s *Store) DeleteTaskRun(ctx context.Context, id uuid.UUID) error {
 	var n int64
-	err := s.write(ctx, func(q *sqlitedb.Queries, _ *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, _ *sql.Tx) error {
 		var err error
 		if n, err = q.DeleteTaskRun(ctx, id.String()); err != nil || n == 0 {
 			return err
@@ -359,7 +359,7 @@ func (s *Store) RecordTaskRunEvents(ctx context.Context, recs []store.TaskRunRec
 		pre[i] = p
 	}
 	var skipped []store.TaskRunRecord
-	err := s.write(ctx, func(_ *sqlitedb.Queries, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
 		skipped = nil
 		keep, err := trDropOrphans(ctx, tx, recs)
 		if err != nil {
