@@ -56,6 +56,7 @@ func commands() []command {
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"api-coverage", "list the OpenAPI operations the server implements and those it lacks", runCoverage},
 		{"version", "print the Prefect version this server is compatible with", runVersion},
+		{"sqlite-ceiling", "measure this machine's SQLite rate for a flow run's transactions, without HTTP (benchmark ceiling)", runCeiling},
 	}
 }
 

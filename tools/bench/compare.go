@@ -50,6 +50,8 @@ type compareOptions struct {
 	validate     bool
 	startTimeout time.Duration
 	keep         bool
+	goPrefill    float64
+	ceilingDur   time.Duration
 	args         []string
 }
 
@@ -72,6 +74,8 @@ func parseCompareFlags(args []string, stderr io.Writer) (compareOptions, error) 
 	fs.StringVar(&o.spec, "spec", "", "OpenAPI document to validate responses against")
 	fs.BoolVar(&o.validate, "validate", true, "validate response bodies against the OpenAPI document")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 3*time.Minute, "how long a server may take to answer /api/health")
+	fs.Float64Var(&o.goPrefill, "go-prefill-scale", 1, "also run reads against our server alone at this prefill scale, for the target at 1,000,000 task runs (0 skips; the Python server would take hours to prefill scale 1)")
+	fs.DurationVar(&o.ceilingDur, "ceiling-d", 2*time.Second, "duration of each SQLite ceiling measurement (0 skips)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (server and client logs, SQLite files)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -96,8 +100,8 @@ func parseCompareFlags(args []string, stderr io.Writer) (compareOptions, error) 
 	if o.concurrency < 1 || o.duration <= 0 || o.warmup < 0 || o.clientRuns < 0 || o.clientTasks < 1 {
 		return o, errors.New("-c, -d, -client-tasks must be positive; -warmup and -client-runs not negative")
 	}
-	if o.prefill <= 0 || o.prefill > 10 {
-		return o, errors.New("-prefill-scale must be in (0, 10]")
+	if o.prefill <= 0 || o.prefill > 10 || o.goPrefill < 0 || o.goPrefill > 10 {
+		return o, errors.New("-prefill-scale must be in (0, 10], -go-prefill-scale in [0, 10]")
 	}
 	return o, nil
 }
@@ -146,6 +150,48 @@ type dbComparison struct {
 	Errors  map[string]map[string]string         // workload -> server -> run failure
 	Client  map[string]clientResult
 	Order   []string // workloads in run order
+	// GoReads is the reads workload against our server alone at
+	// -go-prefill-scale; GoReadsErr says why it is missing.
+	GoReads    *WorkloadResult
+	GoReadsErr string
+	// Ceiling is `prefect-server sqlite-ceiling` measured in the same run.
+	Ceiling    *ceilingReport
+	CeilingErr string
+}
+
+// ceilingReport mirrors the JSON of `prefect-server sqlite-ceiling -json`.
+type ceilingReport struct {
+	TransitionsPerS float64 `json:"transitions_per_s"`
+	RowsPerS        float64 `json:"batched_rows_per_s"`
+	LifecyclesPerS  float64 `json:"lifecycles_per_s"`
+	GroupedPerS     float64 `json:"lifecycles_grouped_per_s"`
+	RowsPerLife     int     `json:"batched_rows_per_lifecycle"`
+	Batch           int     `json:"batch"`
+	SQLite          string  `json:"sqlite_version"`
+}
+
+// best is the higher of the two lifecycle ceilings: the bound for a server
+// that commits one transaction per request or groups them.
+func (c *ceilingReport) best() float64 { return max(c.LifecyclesPerS, c.GroupedPerS) }
+
+func measureCeiling(ctx context.Context, o compareOptions, scratch string) (*ceilingReport, error) {
+	dir, err := os.MkdirTemp(scratch, "ceiling-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.CommandContext(ctx, o.serverBin, "sqlite-ceiling", "-json", "-d", o.ceilingDur.String(), "-batch", fmt.Sprint(o.concurrency), "-dir", dir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s sqlite-ceiling: %w: %s", o.serverBin, err, strings.TrimSpace(stderr.String()))
+	}
+	var c ceilingReport
+	if err := json.Unmarshal(out, &c); err != nil {
+		return nil, fmt.Errorf("sqlite-ceiling output: %w", err)
+	}
+	return &c, nil
 }
 
 func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -161,6 +207,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	o.serverBin = serverBin
 	for _, p := range []string{filepath.Join(venv, "bin", "prefect"), serverBin} {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
@@ -282,6 +329,31 @@ func compareOnDB(ctx context.Context, o compareOptions, db string, kinds []serve
 			cmp.Results[name][p.kind.label] = res
 			hs := res.HeadlineSummary()
 			fmt.Fprintf(logw, "    %.1f %s, p50 %.1f ms, p99 %.1f ms, %d errors\n", res.Headline.Value, res.Headline.Unit, hs.P50Ms, hs.P99Ms, res.Total.Errors)
+		}
+	}
+
+	if db == "sqlite" && o.ceilingDur > 0 {
+		fmt.Fprintf(logw, "  SQLite ceiling (no HTTP) ...\n")
+		if c, err := measureCeiling(ctx, o, scratch); err != nil {
+			cmp.CeilingErr = err.Error()
+			fmt.Fprintf(logw, "    failed: %v\n", err)
+		} else {
+			cmp.Ceiling = c
+			fmt.Fprintf(logw, "    %.0f flow runs/s (one commit per step), %.0f grouped\n", c.LifecyclesPerS, c.GroupedPerS)
+		}
+	}
+	if o.goPrefill > 0 && slices.Contains(o.workloads, "reads") {
+		p := procs[len(procs)-1] // ours
+		fmt.Fprintf(logw, "  reads at prefill scale %g on %s only ...\n", o.goPrefill, p.kind.label)
+		big := o
+		big.prefill = o.goPrefill
+		if res, err := runOne(ctx, big, p, "reads", randHex(4)); err != nil {
+			cmp.GoReadsErr = err.Error()
+			fmt.Fprintf(logw, "    failed: %v\n", err)
+		} else {
+			cmp.GoReads = &res
+			hs := res.HeadlineSummary()
+			fmt.Fprintf(logw, "    %.1f %s, p50 %.1f ms, p95 %.1f ms, %d errors\n", res.Headline.Value, res.Headline.Unit, hs.P50Ms, hs.P95Ms, res.Total.Errors)
 		}
 	}
 
@@ -577,6 +649,27 @@ func renderMarkdown(ctx context.Context, o compareOptions, venv, serverBin strin
 				}
 			}
 		}
+		if r := cmp.GoReads; r != nil {
+			h := r.HeadlineSummary()
+			label := fmt.Sprintf("reads, Go only, prefill scale %g", o.goPrefill)
+			fmt.Fprintf(&b, "| %s | throughput, %s | - | %.1f | - |\n", label, r.Headline.Unit, r.Headline.Value)
+			fmt.Fprintf(&b, "| %s | p50 / p95 / p99 ms | - | %.1f / %.1f / %.1f | - |\n", label, h.P50Ms, h.P95Ms, h.P99Ms)
+			fmt.Fprintf(&b, "| %s | errors | - | %d | - |\n", label, r.Total.Errors)
+			for _, m := range r.Metrics {
+				fmt.Fprintf(&b, "| %s | %s, %s | - | %.2f | - |\n", label, m.Name, m.Unit, m.Value)
+			}
+		} else if cmp.GoReadsErr != "" {
+			fmt.Fprintf(&b, "| reads, Go only, prefill scale %g | run failed | - | %s | - |\n", o.goPrefill, cellErr(cmp.GoReadsErr))
+		}
+		if c := cmp.Ceiling; c != nil {
+			label := "SQLite ceiling (no HTTP, SQLite " + c.SQLite + ")"
+			fmt.Fprintf(&b, "| %s | serial transition transactions/s | - | %.0f | - |\n", label, c.TransitionsPerS)
+			fmt.Fprintf(&b, "| %s | batched inserts, rows/s | - | %.0f | - |\n", label, c.RowsPerS)
+			fmt.Fprintf(&b, "| %s | lifecycle transactions (4 commits + %d batched rows), flow runs/s | - | %.1f | - |\n", label, c.RowsPerLife, c.LifecyclesPerS)
+			fmt.Fprintf(&b, "| %s | the same, %d lifecycles per commit, flow runs/s | - | %.1f | - |\n", label, c.Batch, c.GroupedPerS)
+		} else if cmp.CeilingErr != "" {
+			fmt.Fprintf(&b, "| SQLite ceiling | run failed | - | %s | - |\n", cellErr(cmp.CeilingErr))
+		}
 		if len(cmp.Client) > 0 {
 			cp, cg := cmp.Client[py], cmp.Client[gl]
 			label := fmt.Sprintf("real client, %d tasks", o.clientTasks)
@@ -586,6 +679,8 @@ func renderMarkdown(ctx context.Context, o compareOptions, venv, serverBin strin
 			row(label, "mean wall s per run", sp.mean, sg.mean, "%.2f")
 			row(label, "max wall s per run", sp.max, sg.max, "%.2f")
 		}
+
+		renderTargets(&b, o, cmp)
 
 		fmt.Fprintf(&b, "\nPer-operation detail (%s):\n\n", cmp.DB)
 		fmt.Fprintf(&b, "| workload | operation | server | count | req/s | p50 ms | p95 ms | p99 ms | errors |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n")
@@ -710,4 +805,70 @@ func pgVersion(ctx context.Context, dsn string) string {
 		return "unknown"
 	}
 	return v
+}
+
+// renderTargets checks the figures of one database kind against issue 4's
+// targets. Each row says what was compared, so a miss is visible as such.
+func renderTargets(b *strings.Builder, o compareOptions, cmp dbComparison) {
+	py, gl := cmp.Servers[0], cmp.Servers[1]
+	type target struct{ what, figure, status string }
+	var ts []target
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**missed**"
+	}
+	ratio := func(wl string, want float64) {
+		rp, okP := cmp.Results[wl][py]
+		rg, okG := cmp.Results[wl][gl]
+		what := fmt.Sprintf("%s throughput at least %gx Python's", wl, want)
+		if !okP || !okG || rp.Headline.Value <= 0 {
+			ts = append(ts, target{what, "not measured", "**missed**"})
+			return
+		}
+		r := rg.Headline.Value / rp.Headline.Value
+		ts = append(ts, target{what, fmt.Sprintf("%.1f vs %.1f %s: %.1fx", rg.Headline.Value, rp.Headline.Value, rg.Headline.Unit, r), verdict(r >= want)})
+	}
+	if cmp.DB == "postgres" {
+		ratio("lifecycle", 10)
+	} else {
+		ratio("lifecycle", 20)
+		if rg, ok := cmp.Results["lifecycle"][gl]; ok {
+			h := rg.HeadlineSummary()
+			ts = append(ts, target{"lifecycle p99 under 25 ms, whole flow run (8 requests and a websocket write)", fmt.Sprintf("%.1f ms", h.P99Ms), verdict(h.P99Ms < 25)})
+			var worst OpSummary
+			for _, op := range rg.Ops {
+				if op.Op != rg.HeadlineOp && !strings.HasPrefix(op.Op, "events_in") && op.P99Ms > worst.P99Ms {
+					worst = op
+				}
+			}
+			ts = append(ts, target{"lifecycle p99 under 25 ms, per request (the slowest request kind)", fmt.Sprintf("%.1f ms (%s)", worst.P99Ms, worst.Op), verdict(worst.P99Ms < 25)})
+			if c := cmp.Ceiling; c != nil && c.best() > 0 {
+				f := rg.Headline.Value / c.best()
+				ts = append(ts, target{"lifecycle at least 50% of the SQLite ceiling (the better of its two figures)", fmt.Sprintf("%.1f of %.1f flow runs/s: %.0f%%", rg.Headline.Value, c.best(), 100*f), verdict(f >= 0.5)})
+			}
+		}
+		ratio("transitions", 20)
+		if r := cmp.GoReads; r != nil {
+			h := r.HeadlineSummary()
+			at := fmt.Sprintf("%d task runs", int(readsFlowRunsAtScale1*o.goPrefill+0.5)*readsTasksPerFlowRun)
+			ts = append(ts, target{"filter reads p95 under 50 ms at 1,000,000 task runs", fmt.Sprintf("%.1f ms at %s", h.P95Ms, at), verdict(h.P95Ms < 50 && o.goPrefill >= 1 && r.Total.Errors == 0)})
+		} else {
+			ts = append(ts, target{"filter reads p95 under 50 ms at 1,000,000 task runs", "not measured (-go-prefill-scale 0 or the run failed)", "**missed**"})
+		}
+		if rg, ok := cmp.Results["events"][gl]; ok {
+			m, _ := rg.Metric("events persisted")
+			ts = append(ts, target{"events at least 20,000/s persisted", fmt.Sprintf("%.0f events/s", m.Value), verdict(m.Value >= 20000 && rg.Total.Errors == 0)})
+		}
+		idleG, idleP := cmp.Idle[gl], cmp.Idle[py]
+		ts = append(ts, target{"idle RSS under 30 MB (30,000,000 bytes)", fmt.Sprintf("%.1f MB", float64(idleG)*1024/1e6), verdict(idleG > 0 && float64(idleG)*1024 < 30e6)})
+		if idleG > 0 && idleP > 0 {
+			ts = append(ts, target{"idle RSS at least 10x below Python's", fmt.Sprintf("%.1f vs %.1f MiB: %.1fx", float64(idleG)/1024, float64(idleP)/1024, float64(idleP)/float64(idleG)), verdict(idleP >= 10*idleG)})
+		}
+	}
+	fmt.Fprintf(b, "\nTargets (%s):\n\n| target | figure | |\n|---|---|---|\n", cmp.DB)
+	for _, t := range ts {
+		fmt.Fprintf(b, "| %s | %s | %s |\n", t.what, t.figure, t.status)
+	}
 }

@@ -59,6 +59,19 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 			})
 		}()
 	}
+	// Background batches queue beside them; each runs in some group.
+	const nbg = 5
+	bgErrs := make([]error, nbg)
+	for i := range nbg {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bgErrs[i] = s.writeBackground(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, "INSERT INTO g VALUES (?)", fmt.Sprint("c", i))
+				return err
+			})
+		}()
+	}
 	// Cancelled before it runs: it must not run, and must say so.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
@@ -68,6 +81,11 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 	wg.Wait()
 	if !errors.Is(cerr, context.Canceled) || ran {
 		t.Errorf("cancelled write: err %v, ran %v", cerr, ran)
+	}
+	for i, err := range bgErrs {
+		if err != nil {
+			t.Errorf("background job %d: %v", i, err)
+		}
 	}
 	for i, err := range results {
 		var want error
@@ -89,7 +107,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 	if err := s.writer.QueryRowContext(ctx, "SELECT count(*) FROM g").Scan(&got); err != nil {
 		t.Fatal(err)
 	}
-	if want := 2 * ((n + 2) / 3); got != want {
+	if want := 2*((n+2)/3) + nbg; got != want {
 		t.Errorf("rows = %d, want %d (only the successful jobs' two rows each)", got, want)
 	}
 }

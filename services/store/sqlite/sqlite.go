@@ -52,6 +52,7 @@ type Store struct {
 	rc *stmtCache
 
 	jobs     chan writeJob // see write
+	bgJobs   chan writeJob // see writeBackground
 	closed   chan struct{}
 	loopDone chan struct{}
 	closeMu  sync.Once
@@ -121,6 +122,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.wq = s.wc.queries()
 	s.rq = s.rc.queries()
 	s.jobs = make(chan writeJob, 4*maxGroup)
+	s.bgJobs = make(chan writeJob, 4)
 	s.closed = make(chan struct{})
 	s.loopDone = make(chan struct{})
 	go s.writeLoop()
@@ -181,12 +183,26 @@ const maxGroup = 64
 // pages of the run tables above all) are written to the WAL once per group
 // instead of once per write. A lone write pays nothing for this.
 func (s *Store) write(ctx context.Context, fn writeFunc) error {
+	return s.enqueue(ctx, fn, s.jobs)
+}
+
+// writeBackground is write for the background services' batches (event
+// persister, task run recorder): a group takes at most one of them, and
+// only after the queued request writes, so that a large batch adds its own
+// duration, not a queue of them, to the latency of requests. Their
+// batches must stay short (a few milliseconds of work); callers split
+// larger ones.
+func (s *Store) writeBackground(ctx context.Context, fn writeFunc) error {
+	return s.enqueue(ctx, fn, s.bgJobs)
+}
+
+func (s *Store) enqueue(ctx context.Context, fn writeFunc, queue chan writeJob) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	job := writeJob{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
-	case s.jobs <- job:
+	case queue <- job:
 	case <-s.closed:
 		return fmt.Errorf("sqlite: store closed: %w", store.ErrUnavailable)
 	}
@@ -210,20 +226,20 @@ func (s *Store) write(ctx context.Context, fn writeFunc) error {
 // writeLoop is the one goroutine that runs write jobs, a group at a time.
 func (s *Store) writeLoop() {
 	defer close(s.loopDone)
-	group := make([]writeJob, 0, maxGroup)
+	group := make([]writeJob, 0, maxGroup+1)
 	for {
 		var first writeJob
+		tookBg := false
 		select {
 		case first = <-s.jobs:
-		case <-s.closed:
-			// Jobs already queued still run: their callers are waiting.
-			for {
-				select {
-				case j := <-s.jobs:
-					s.runGroup([]writeJob{j})
-				default:
-					return
-				}
+		default:
+			select {
+			case first = <-s.jobs:
+			case first = <-s.bgJobs:
+				tookBg = true
+			case <-s.closed:
+				s.drainOnClose()
+				return
 			}
 		}
 		group = append(group[:0], first)
@@ -236,7 +252,29 @@ func (s *Store) writeLoop() {
 				break drain
 			}
 		}
+		if !tookBg {
+			select {
+			case j := <-s.bgJobs:
+				group = append(group, j)
+			default:
+			}
+		}
 		s.runGroup(group)
+	}
+}
+
+// drainOnClose runs the jobs queued when Close was called: their callers
+// are waiting for them.
+func (s *Store) drainOnClose() {
+	for {
+		select {
+		case j := <-s.jobs:
+			s.runGroup([]writeJob{j})
+		case j := <-s.bgJobs:
+			s.runGroup([]writeJob{j})
+		default:
+			return
+		}
 	}
 }
 
