@@ -3,11 +3,13 @@ package sqlite_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/prefect-go/prefect-server/migrations"
 	"github.com/prefect-go/prefect-server/services/store"
 	"github.com/prefect-go/prefect-server/services/store/sqlite"
 	"github.com/prefect-go/prefect-server/services/store/storetest"
@@ -79,8 +81,8 @@ func TestReopenAndSharedFile(t *testing.T) {
 	if err != nil || got.Name != "persisted" {
 		t.Fatalf("ReadFlow after reopen = %+v, %v", got, err)
 	}
-	if n := storetest.QueryInt(t, stores[0], "SELECT count(*) FROM schema_migrations"); n != 1 {
-		t.Errorf("schema_migrations rows = %d, want 1", n)
+	if n, want := storetest.QueryInt(t, stores[0], "SELECT count(*) FROM schema_migrations"), migrationCount(t, migrations.SQLite, "sqlite"); n != want {
+		t.Errorf("schema_migrations rows = %d, want %d (each applied once)", n, want)
 	}
 	var mode string
 	if err := stores[0].Writer().QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
@@ -108,4 +110,13 @@ func TestReopenAndSharedFile(t *testing.T) {
 	if n := storetest.QueryInt(t, stores[1], "SELECT count(*) FROM flow"); n != 151 {
 		t.Errorf("flows = %d, want 151", n)
 	}
+}
+
+func migrationCount(t *testing.T, fsys fs.FS, dir string) int64 {
+	t.Helper()
+	ms, err := migrations.Load(fsys, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(len(ms))
 }
