@@ -42,6 +42,7 @@ func (s *Store) CreateFlowRun(ctx context.Context, in store.FlowRunCreate, opts 
 		policy = *in.EmpiricalPolicy
 	}
 	var out store.FlowRunCreated
+	var deferred []deferredEvent
 	err = s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, tx *sql.Tx) error {
 		labels, err := flowRunLabels(ctx, q, in)
 		if err != nil {
@@ -83,11 +84,11 @@ func (s *Store) CreateFlowRun(ctx context.Context, in store.FlowRunCreate, opts 
 		if out.Created && in.State != nil {
 			force := opts
 			force.Force = true
-			res, err := s.applyFlowRunState(ctx, tx, id, *in.State, force)
+			res, d, err := s.applyFlowRunState(ctx, tx, id, *in.State, force)
 			if err != nil {
 				return err
 			}
-			out.Effects = res.Effects
+			out.Effects, deferred = res.Effects, d
 		}
 		out.Run, err = readFlowRun(ctx, q, id)
 		return err
@@ -95,6 +96,7 @@ func (s *Store) CreateFlowRun(ctx context.Context, in store.FlowRunCreate, opts 
 	if err != nil {
 		return store.FlowRunCreated{}, err
 	}
+	s.resolveEvents(ctx, &out.Effects, deferred)
 	return out, nil
 }
 

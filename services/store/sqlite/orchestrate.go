@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/prefect-go/prefect-server/gen/db/sqlitedb"
+	"github.com/prefect-go/prefect-server/services/events"
 	"github.com/prefect-go/prefect-server/services/orchestration"
 	"github.com/prefect-go/prefect-server/services/store"
 	"github.com/prefect-go/prefect-server/services/store/internal/rowcodec"
@@ -20,23 +21,26 @@ import (
 // SetFlowRunState implements store.Store.
 func (s *Store) SetFlowRunState(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options) (store.SetStateResult, error) {
 	var res store.SetStateResult
+	var deferred []deferredEvent
 	err := s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
 		var err error
-		res, err = s.applyFlowRunState(ctx, tx, id, proposed, opts)
+		res, deferred, err = s.applyFlowRunState(ctx, tx, id, proposed, opts)
 		return err
 	})
 	if err != nil {
 		return store.SetStateResult{}, err
 	}
+	s.resolveEvents(ctx, &res.Effects, deferred)
 	return res, nil
 }
 
 // ResumeFlowRun implements store.Store.
 func (s *Store) ResumeFlowRun(ctx context.Context, id uuid.UUID, proposed orchestration.State, opts orchestration.Options, input *store.FlowRunInput) (store.SetStateResult, error) {
 	var res store.SetStateResult
+	var deferred []deferredEvent
 	err := s.write(ctx, func(ctx context.Context, q *sqlitedb.Queries, tx *sql.Tx) error {
 		var err error
-		if res, err = s.applyFlowRunState(ctx, tx, id, proposed, opts); err != nil {
+		if res, deferred, err = s.applyFlowRunState(ctx, tx, id, proposed, opts); err != nil {
 			return err
 		}
 		if input == nil || res.Status != orchestration.Accept {
@@ -50,6 +54,7 @@ func (s *Store) ResumeFlowRun(ctx context.Context, id uuid.UUID, proposed orches
 	if err != nil {
 		return store.SetStateResult{}, err
 	}
+	s.resolveEvents(ctx, &res.Effects, deferred)
 	return res, nil
 }
 
@@ -70,19 +75,19 @@ func (s *Store) SetTaskRunState(ctx context.Context, id uuid.UUID, proposed orch
 // applyFlowRunState is one flow run transition inside tx, a writer
 // transaction: the single writer connection is the run's lock. The caller
 // commits; the effects are only valid once it has.
-func (s *Store) applyFlowRunState(ctx context.Context, tx *sql.Tx, runID uuid.UUID, proposed orchestration.State, opts orchestration.Options) (store.SetStateResult, error) {
+func (s *Store) applyFlowRunState(ctx context.Context, tx *sql.Tx, runID uuid.UUID, proposed orchestration.State, opts orchestration.Options) (store.SetStateResult, []deferredEvent, error) {
 	q := s.wc.txQueries(tx)
 	row, err := q.OrchLockFlowRun(ctx, runID.String())
 	if err != nil {
-		return store.SetStateResult{}, notFound(err, "flow run")
+		return store.SetStateResult{}, nil, notFound(err, "flow run")
 	}
 	fr, err := flowRunFromRow(row, sql.NullString{}, sql.NullString{})
 	if err != nil {
-		return store.SetStateResult{}, err
+		return store.SetStateResult{}, nil, err
 	}
 	initial, err := readFlowRunState(ctx, q, fr.StateID)
 	if err != nil {
-		return store.SetStateResult{}, err
+		return store.SetStateResult{}, nil, err
 	}
 	run := orchestration.FlowRun{
 		RunCore:           fr.RunCore,
@@ -95,12 +100,12 @@ func (s *Store) applyFlowRunState(ctx context.Context, tx *sql.Tx, runID uuid.UU
 	env := &txEnv{s: s, tx: tx, q: q, opts: opts, flowRun: &fr}
 	res, err := orchestration.OrchestrateFlowRun(ctx, env, &run, initial, proposed, opts)
 	if err != nil {
-		return store.SetStateResult{}, err
+		return store.SetStateResult{}, nil, err
 	}
 	now := store.Now()
 	if res.NewState != nil {
 		if err := insertFlowRunState(ctx, q, runID, res.NewState, now); err != nil {
-			return store.SetStateResult{}, err
+			return store.SetStateResult{}, nil, err
 		}
 	}
 	if res.NewState != nil || !reflect.DeepEqual(before, run) {
@@ -121,10 +126,10 @@ func (s *Store) applyFlowRunState(ctx context.Context, tx *sql.Tx, runID uuid.UU
 			ID:                     runID.String(),
 		})
 		if err != nil {
-			return store.SetStateResult{}, err
+			return store.SetStateResult{}, nil, err
 		}
 	}
-	return store.SetStateResult{Result: res, Effects: env.effects}, nil
+	return store.SetStateResult{Result: res, Effects: env.effects}, env.deferred, nil
 }
 
 // applyTaskRunState is applyFlowRunState for task runs.
@@ -195,6 +200,9 @@ type txEnv struct {
 	opts    orchestration.Options
 	flowRun *store.FlowRun // the flow run being orchestrated, for its events
 	effects store.Effects
+	// deferred are flow run events whose related resources are read after
+	// the commit (see resolveEvents).
+	deferred []deferredEvent
 }
 
 var _ orchestration.Env = (*txEnv)(nil)
@@ -278,13 +286,41 @@ func (e *txEnv) FlowRunStateChanged(ctx context.Context, run *orchestration.Flow
 		}
 		fr = &got
 	}
-	rel, err := e.q.OrchFlowRunEventData(ctx, run.ID.String())
-	if err != nil {
-		return notFound(err, "flow run")
+	e.deferred = append(e.deferred, deferredEvent{
+		slot: len(e.effects.Events),
+		data: store.FlowRunEventData{
+			ID: run.ID, Name: fr.Name, RunCount: run.RunCount, Tags: fr.Tags, CreatedBy: fr.CreatedBy,
+		},
+		initial: initial, validated: validated,
+	})
+	e.effects.Events = append(e.effects.Events, events.Event{}) // filled by resolveEvents
+	return nil
+}
+
+// deferredEvent is a flow run state event waiting for its related
+// resources: the flow, deployment, work queue and pool and parent task
+// run, which the transition does not change. Reading them after the
+// commit, on a reader, keeps a join per transition out of the one writer
+// every write queues for.
+type deferredEvent struct {
+	slot               int // index in Effects.Events
+	data               store.FlowRunEventData
+	initial, validated *orchestration.State
+}
+
+// resolveEvents fills the deferred events of a committed transition. A run
+// deleted in between still gets its event, without related resources.
+func (s *Store) resolveEvents(ctx context.Context, eff *store.Effects, deferred []deferredEvent) {
+	for _, d := range deferred {
+		data := d.data
+		if rel, err := s.rq.OrchFlowRunEventData(ctx, data.ID.String()); err == nil {
+			_ = fillRelated(&data, rel)
+		}
+		eff.Events[d.slot] = store.FlowRunStateEvent(data, d.initial, d.validated)
 	}
-	data := store.FlowRunEventData{
-		ID: run.ID, Name: fr.Name, RunCount: run.RunCount, Tags: fr.Tags, CreatedBy: fr.CreatedBy,
-	}
+}
+
+func fillRelated(data *store.FlowRunEventData, rel sqlitedb.OrchFlowRunEventDataRow) error {
 	related := func(id, name, tags sql.NullString) (*store.EventRelated, error) {
 		if !id.Valid {
 			return nil, nil
@@ -301,6 +337,7 @@ func (e *txEnv) FlowRunStateChanged(ctx context.Context, run *orchestration.Flow
 		}
 		return &store.EventRelated{ID: u, Name: name.String, Tags: t}, nil
 	}
+	var err error
 	if data.Flow, err = related(rel.FlowID, rel.FlowName, rel.FlowTags); err != nil {
 		return err
 	}
@@ -314,11 +351,8 @@ func (e *txEnv) FlowRunStateChanged(ctx context.Context, run *orchestration.Flow
 		return err
 	}
 	data.WorkPoolType = rel.WorkPoolType.String
-	if data.ParentTaskRun, err = related(rel.TaskRunID, rel.TaskRunName, rel.TaskRunTags); err != nil {
-		return err
-	}
-	e.effects.Events = append(e.effects.Events, store.FlowRunStateEvent(data, initial, validated))
-	return nil
+	data.ParentTaskRun, err = related(rel.TaskRunID, rel.TaskRunName, rel.TaskRunTags)
+	return err
 }
 
 func (e *txEnv) EnqueueBackgroundTaskRun(_ context.Context, run *orchestration.TaskRun, retry bool) error {
