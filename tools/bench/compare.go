@@ -143,13 +143,14 @@ type clientResult struct {
 
 // dbComparison is everything measured on one database kind.
 type dbComparison struct {
-	DB      string
-	Servers []string                             // labels, Python first
-	Idle    map[string]int64                     // kB before the first workload
-	Results map[string]map[string]WorkloadResult // workload -> server -> result
-	Errors  map[string]map[string]string         // workload -> server -> run failure
-	Client  map[string]clientResult
-	Order   []string // workloads in run order
+	DB       string
+	Servers  []string                             // labels, Python first
+	Idle     map[string]int64                     // kB before the first workload
+	IdleAnon map[string]int64                     // its anonymous part, kB
+	Results  map[string]map[string]WorkloadResult // workload -> server -> result
+	Errors   map[string]map[string]string         // workload -> server -> run failure
+	Client   map[string]clientResult
+	Order    []string // workloads in run order
 	// GoReads is the reads workload against our server alone at
 	// -go-prefill-scale; GoReadsErr says why it is missing.
 	GoReads    *WorkloadResult
@@ -258,7 +259,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func compareOnDB(ctx context.Context, o compareOptions, db string, kinds []serverKind, venv, scratch, script string, logw io.Writer) (dbComparison, error) {
 	cmp := dbComparison{
-		DB: db, Idle: map[string]int64{}, Order: o.workloads,
+		DB: db, Idle: map[string]int64{}, IdleAnon: map[string]int64{}, Order: o.workloads,
 		Results: map[string]map[string]WorkloadResult{}, Errors: map[string]map[string]string{},
 		Client: map[string]clientResult{},
 	}
@@ -305,6 +306,7 @@ func compareOnDB(ctx context.Context, o compareOptions, db string, kinds []serve
 	}
 	for _, p := range procs {
 		cmp.Idle[p.kind.label], _ = treeRSS(p.cmd.Process.Pid)
+		cmp.IdleAnon[p.kind.label], _ = treeAnon(p.cmd.Process.Pid)
 	}
 
 	runID := randHex(4)
@@ -629,6 +631,7 @@ func renderMarkdown(ctx context.Context, o compareOptions, venv, serverBin strin
 			fmt.Fprintf(&b, "| %s | %s | "+format+" | "+format+" | %s |\n", wl, fig, a, g, ratio)
 		}
 		row("(idle)", "server RSS MiB", float64(cmp.Idle[py])/1024, float64(cmp.Idle[gl])/1024, "%.1f")
+		row("(idle)", "of which anonymous (heap, stacks) MiB", float64(cmp.IdleAnon[py])/1024, float64(cmp.IdleAnon[gl])/1024, "%.1f")
 		for _, name := range cmp.Order {
 			rp, okP := cmp.Results[name][py]
 			rg, okG := cmp.Results[name][gl]

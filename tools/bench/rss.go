@@ -154,3 +154,30 @@ func childPIDs(pid int) []int {
 	}
 	return out
 }
+
+// treeAnon is RssAnon (the resident pages backed by no file: heaps, stacks)
+// of pid and its descendants, in kB. VmRSS also counts the mapped pages of
+// the executable and its libraries, which the page cache shares and can
+// reclaim; both figures are reported.
+func treeAnon(pid int) (int64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, line := range strings.Split(string(raw), "\n") {
+		if val, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			if fields := strings.Fields(val); len(fields) > 0 {
+				if total, err = strconv.ParseInt(fields[0], 10, 64); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	for _, child := range childPIDs(pid) {
+		if n, err := treeAnon(child); err == nil {
+			total += n
+		}
+	}
+	return total, nil
+}
