@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"io/fs"
 	"sync"
 	"testing"
 
@@ -35,19 +34,10 @@ func TestConcurrentMigrations(t *testing.T) {
 		}
 		defer stores[i].Close()
 	}
-	if got, want := storetest.QueryInt(t, stores[0], "SELECT count(*) FROM schema_migrations"), migrationCount(t, migrations.Postgres, "postgres"); got != want {
+	if got, want := storetest.QueryInt(t, stores[0], "SELECT count(*) FROM schema_migrations"), storetest.MigrationCount(t, migrations.Postgres, "postgres"); got != want {
 		t.Errorf("schema_migrations rows = %d, want %d (each applied once)", got, want)
 	}
 	if _, _, err := stores[n-1].CreateFlow(ctx, store.FlowCreate{Name: "after-race"}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func migrationCount(t *testing.T, fsys fs.FS, dir string) int64 {
-	t.Helper()
-	ms, err := migrations.Load(fsys, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int64(len(ms))
 }

@@ -3,7 +3,6 @@ package sqlite_test
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -81,7 +80,7 @@ func TestReopenAndSharedFile(t *testing.T) {
 	if err != nil || got.Name != "persisted" {
 		t.Fatalf("ReadFlow after reopen = %+v, %v", got, err)
 	}
-	if n, want := storetest.QueryInt(t, stores[0], "SELECT count(*) FROM schema_migrations"), migrationCount(t, migrations.SQLite, "sqlite"); n != want {
+	if n, want := storetest.QueryInt(t, stores[0], "SELECT count(*) FROM schema_migrations"), storetest.MigrationCount(t, migrations.SQLite, "sqlite"); n != want {
 		t.Errorf("schema_migrations rows = %d, want %d (each applied once)", n, want)
 	}
 	var mode string
@@ -110,13 +109,4 @@ func TestReopenAndSharedFile(t *testing.T) {
 	if n := storetest.QueryInt(t, stores[1], "SELECT count(*) FROM flow"); n != 151 {
 		t.Errorf("flows = %d, want 151", n)
 	}
-}
-
-func migrationCount(t *testing.T, fsys fs.FS, dir string) int64 {
-	t.Helper()
-	ms, err := migrations.Load(fsys, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int64(len(ms))
 }

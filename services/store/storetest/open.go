@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -27,6 +28,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/prefect-go/prefect-server/migrations"
 
 	"github.com/prefect-go/prefect-server/services/store"
 	"github.com/prefect-go/prefect-server/services/store/postgres"
@@ -222,3 +225,14 @@ var (
 	_ interface{ Writer() *sql.DB }     = (*sqlite.Store)(nil)
 	_ interface{ Pool() *pgxpool.Pool } = (*postgres.Store)(nil)
 )
+
+// MigrationCount is the number of migrations in dir of fsys: the rows
+// schema_migrations holds once they are all applied.
+func MigrationCount(t *testing.T, fsys fs.FS, dir string) int64 {
+	t.Helper()
+	ms, err := migrations.Load(fsys, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(len(ms))
+}
