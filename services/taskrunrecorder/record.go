@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -151,6 +152,20 @@ func stateFromPayload(e *events.ReceivedEvent, raw json.RawMessage) (orchestrati
 // decodeStateDetails reads state details, accepting timestamps in every
 // form pydantic does (the struct's own fields only take RFC 3339).
 func decodeStateDetails(raw json.RawMessage, d *orchestration.StateDetails) error {
+	// Clients send RFC 3339 (or null) timestamps, which the struct reads in
+	// one pass; only when that fails do the lenient forms need the
+	// field-by-field reading below, which costs three passes.
+	var direct orchestration.StateDetails
+	if json.Unmarshal(raw, &direct) == nil {
+		for _, t := range []**time.Time{&direct.ScheduledTime, &direct.CacheExpiration, &direct.PauseTimeout} {
+			if *t != nil {
+				v := store.Truncate(**t)
+				*t = &v
+			}
+		}
+		*d = direct
+		return nil
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return err
@@ -196,7 +211,7 @@ func taskRunFromPayload(rec *store.TaskRunRecord, fields map[string]json.RawMess
 		if !ok || isNull(v) {
 			return fmt.Errorf("%w: payload.task_run.%s is required", ErrInvalidEvent, k)
 		}
-		if err := json.Unmarshal(v, dst); err != nil {
+		if err := decodeString(v, dst); err != nil {
 			return fmt.Errorf("%w: payload.task_run.%s: %v", ErrInvalidEvent, k, err)
 		}
 	}
@@ -212,7 +227,8 @@ func taskRunFromPayload(rec *store.TaskRunRecord, fields map[string]json.RawMess
 		case "cache_key":
 			set.CacheKey = true
 			if !null {
-				err = json.Unmarshal(v, &run.CacheKey)
+				run.CacheKey = new(string)
+				err = decodeString(v, run.CacheKey)
 			}
 		case "cache_expiration":
 			set.CacheExpiration = true
@@ -220,7 +236,8 @@ func taskRunFromPayload(rec *store.TaskRunRecord, fields map[string]json.RawMess
 		case "task_version":
 			set.TaskVersion = true
 			if !null {
-				err = json.Unmarshal(v, &run.TaskVersion)
+				run.TaskVersion = new(string)
+				err = decodeString(v, run.TaskVersion)
 			}
 		case "empirical_policy":
 			set.EmpiricalPolicy = true
@@ -243,19 +260,19 @@ func taskRunFromPayload(rec *store.TaskRunRecord, fields map[string]json.RawMess
 			}
 		case "task_inputs":
 			set.TaskInputs = true
-			var obj map[string]json.RawMessage
-			if err = json.Unmarshal(v, &obj); err == nil && obj == nil {
+			// The payload's decoding has validated the value; only its
+			// kind is left to check.
+			if t := bytes.TrimSpace(v); len(t) == 0 || t[0] != '{' {
 				err = errors.New("must be an object")
-			}
-			if err == nil {
+			} else {
 				run.TaskInputs = append(json.RawMessage(nil), v...)
 			}
 		case "run_count":
 			set.RunCount = true
-			err = json.Unmarshal(v, &run.RunCount)
+			err = decodeInt(v, &run.RunCount)
 		case "flow_run_run_count":
 			set.FlowRunRunCount = true
-			err = json.Unmarshal(v, &run.FlowRunRunCount)
+			err = decodeInt(v, &run.FlowRunRunCount)
 		case "expected_start_time":
 			set.ExpectedStartTime = true
 			run.ExpectedStartTime, err = optTime(v)
@@ -297,11 +314,72 @@ func optTime(v json.RawMessage) (*time.Time, error) {
 		return nil, nil
 	}
 	var t openapi.Time
-	if err := json.Unmarshal(v, &t); err != nil {
+	if text, ok := plainString(v); ok {
+		var err error
+		if t.Time, err = openapi.ParseTime(text); err != nil {
+			return nil, err
+		}
+	} else if err := json.Unmarshal(v, &t); err != nil {
 		return nil, err
 	}
 	u := store.Truncate(t.Time)
 	return &u, nil
+}
+
+// plainString is the text of a JSON string that holds no escapes and valid
+// UTF-8, the form nearly every string of a client's event takes; ok is false
+// for anything else, which encoding/json then decodes. A task run event has
+// a dozen such values, and encoding/json's validation pass and reflection
+// for each cost more than the recorder's other work on the event.
+func plainString(v json.RawMessage) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return "", false
+	}
+	body := v[1 : len(v)-1]
+	for _, c := range body {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return "", false
+		}
+	}
+	if !utf8.Valid(body) {
+		return "", false // encoding/json would substitute U+FFFD
+	}
+	return string(body), true
+}
+
+// decodeString is json.Unmarshal into a string, through plainString when
+// it can.
+func decodeString(v json.RawMessage, dst *string) error {
+	if s, ok := plainString(v); ok {
+		*dst = s
+		return nil
+	}
+	return json.Unmarshal(v, dst)
+}
+
+// decodeInt is json.Unmarshal into an int, parsing plain integers itself.
+func decodeInt(v json.RawMessage, dst *int) error {
+	if len(v) > 0 && len(v) < 19 {
+		digits := v
+		if digits[0] == '-' {
+			digits = digits[1:]
+		}
+		plain := len(digits) > 0
+		for _, c := range digits {
+			if c < '0' || c > '9' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			n, err := strconv.Atoi(string(v))
+			if err == nil {
+				*dst = n
+				return nil
+			}
+		}
+	}
+	return json.Unmarshal(v, dst)
 }
 
 // duration reads a pydantic timedelta: a number of seconds, or an ISO 8601

@@ -176,14 +176,22 @@ func (w *readsWorkload) prefillTaskRuns(ctx context.Context, runs []prefilledRun
 			return err
 		}
 	}
-	filter := map[string]any{"task_runs": map[string]any{"tags": map[string]any{"all_": []string{w.tag}}}}
 	sent := 0
 	for lo := 0; lo < len(runs); lo += readsPrefillChunkRuns {
 		chunk := runs[lo:min(lo+readsPrefillChunkRuns, len(runs))]
 		if err := w.sendTaskRunChunk(ctx, socks, chunk); err != nil {
 			return err
 		}
-		sent += len(chunk) * readsTasksPerFlowRun
+		want := len(chunk) * readsTasksPerFlowRun
+		// Counted by the chunk's flow runs, which the task runs' flow run
+		// index answers from the chunk's rows alone: a count by the
+		// prefill's tag would scan every task run stored so far, each
+		// poll, and at full scale compete with the writes it waits for.
+		ids := make([]string, len(chunk))
+		for i, r := range chunk {
+			ids[i] = r.ref.ID
+		}
+		filter := map[string]any{"flow_runs": map[string]any{"id": map[string]any{"any_": ids}}}
 		var got, last int
 		lastProgress := time.Now()
 		if _, err := pollUntil(ctx, time.Hour, func() (bool, error) {
@@ -195,13 +203,14 @@ func (w *readsWorkload) prefillTaskRuns(ctx context.Context, runs []prefilledRun
 			if n > last {
 				last, lastProgress = n, time.Now()
 			}
-			if n < sent && time.Since(lastProgress) > readsPrefillStall {
+			if n < want && time.Since(lastProgress) > readsPrefillStall {
 				return false, fmt.Errorf("stored count stopped growing for %s: %w", readsPrefillStall, errGiveUp)
 			}
-			return n >= sent, nil
+			return n >= want, nil
 		}); err != nil {
-			return fmt.Errorf("prefill: %d of %d task runs sent so far stored: %w", got, sent, err)
+			return fmt.Errorf("prefill: %d of %d task runs sent so far stored: %w", sent+got, sent+want, err)
 		}
+		sent += want
 	}
 	w.taskRuns = sent
 	return nil

@@ -338,11 +338,37 @@ func (b *Builder) tagsAll(col string, tags []string) string {
 	if len(tags) >= longList {
 		return "NOT EXISTS (SELECT 1 FROM json_each(" + b.bindJSON(tags) + ") AS wanted WHERE wanted.value NOT IN (SELECT json_each.value FROM json_each(" + col + ")))"
 	}
-	parts := make([]string, len(tags))
-	for i, t := range tags {
-		parts[i] = "EXISTS (SELECT 1 FROM json_each(" + col + ") WHERE json_each.value = " + b.bindString(t) + ")"
+	// Every instr() test comes before the first json_each: SQLite tests
+	// the terms in this order, and a row that lacks any tag's text then
+	// costs no JSON parse at all.
+	parts := make([]string, 0, 2*len(tags))
+	for _, t := range tags {
+		if text, ok := tagText(t); ok {
+			parts = append(parts, "instr("+col+", "+b.Bind(text)+") > 0")
+		}
+	}
+	for _, t := range tags {
+		parts = append(parts, "EXISTS (SELECT 1 FROM json_each("+col+") WHERE json_each.value = "+b.bindString(t)+")")
 	}
 	return b.combine(And, parts)
+}
+
+// tagText is how a tag appears inside a stored tags array, for tags whose
+// JSON encoding is the tag itself in quotes under any encoder: printable
+// ASCII without the characters encoders escape (quote, backslash, and the
+// <, > and & that Go's encoder escapes). A tags column without this text
+// cannot hold the tag, and instr() over the column's text is several times
+// cheaper than json_each's parse, so it rules rows out before the exact
+// json_each test (a tag's text may also occur inside another tag, hence the
+// test remains).
+func tagText(tag string) (string, bool) {
+	for i := 0; i < len(tag); i++ {
+		c := tag[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return "", false
+		}
+	}
+	return `"` + tag + `"`, true
 }
 
 // tagsAny: the JSON array column holds at least one of the tags.
@@ -351,7 +377,26 @@ func (b *Builder) tagsAny(col string, tags []string) string {
 		return sqlFalse
 	}
 	if b.d == SQLite {
-		return "EXISTS (SELECT 1 FROM json_each(" + col + ") WHERE " + b.inStrings("json_each.value", tags) + ")"
+		// As in tagsAll, but only when every tag has its text: a tag
+		// without it could be in any row.
+		var texts []string
+		for _, t := range tags {
+			text, ok := tagText(t)
+			if !ok || len(tags) >= longList {
+				texts = nil
+				break
+			}
+			texts = append(texts, text)
+		}
+		pre := make([]string, len(texts))
+		for i, text := range texts {
+			pre[i] = "instr(" + col + ", " + b.Bind(text) + ") > 0"
+		}
+		exists := "EXISTS (SELECT 1 FROM json_each(" + col + ") WHERE " + b.inStrings("json_each.value", tags) + ")"
+		if len(pre) == 0 {
+			return exists
+		}
+		return "(" + b.combine(Or, pre) + " AND " + exists + ")"
 	}
 	if len(tags) >= longList {
 		b.checkPGStrings(tags)

@@ -109,8 +109,18 @@ var sqlCases = []sqlCase{
 		name: "tags all_ and is_null_ with or_", build: flowSet(`{"flows":{"tags":{"operator":"or_","all_":["a","b"],"is_null_":true}}}`),
 		pg:         `(flow.tags @> $1::jsonb OR (flow.tags IS NULL OR flow.tags = '[]'::jsonb))`,
 		pgArgs:     []any{`["a","b"]`},
-		sqlite:     `((EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?) AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?)) OR (flow.tags IS NULL OR json_array_length(flow.tags) = 0))`,
-		sqliteArgs: []any{"a", "b"},
+		sqlite:     `((instr(flow.tags, ?) > 0 AND instr(flow.tags, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?) AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?)) OR (flow.tags IS NULL OR json_array_length(flow.tags) = 0))`,
+		sqliteArgs: []any{`"a"`, `"b"`, "a", "b"},
+	},
+	{
+		// Tags an encoder may escape get no instr() test: their stored
+		// text is not the tag in quotes.
+		name:       "tags all_ with tags needing escapes",
+		build:      flowSet(`{"flows":{"tags":{"all_":["a\"q", "b\\s", "<c>", "d&", "é", "t\tab", "ok"]}}}`),
+		pg:         `flow.tags @> $1::jsonb`,
+		pgArgs:     []any{`["a\"q","b\\s","\u003cc\u003e","d\u0026","é","t\tab","ok"]`},
+		sqlite:     `(instr(flow.tags, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?) AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?) AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?) AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?) AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?) AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?) AND EXISTS (SELECT 1 FROM json_each(flow.tags) WHERE json_each.value = ?))`,
+		sqliteArgs: []any{`"ok"`, `a"q`, `b\s`, "<c>", "d&", "é", "t\tab", "ok"},
 	},
 	{
 		name: "tags is_null_ false", build: flowSet(`{"flows":{"tags":{"is_null_":false}}}`),
@@ -136,11 +146,21 @@ var sqlCases = []sqlCase{
 		sqliteArgs: []any{"p", "r", "t"},
 	},
 	{
-		name:   "flow run tags any_",
-		build:  flowRunSet(`{"flow_runs":{"tags":{"any_":["a","b"]}}}`),
-		pg:     `flow_run.tags ?| ARRAY[$1, $2]::text[]`,
-		pgArgs: []any{"a", "b"},
-		sqlite: `EXISTS (SELECT 1 FROM json_each(flow_run.tags) WHERE json_each.value IN (?, ?))`, sqliteArgs: []any{"a", "b"},
+		name:       "flow run tags any_",
+		build:      flowRunSet(`{"flow_runs":{"tags":{"any_":["a","b"]}}}`),
+		pg:         `flow_run.tags ?| ARRAY[$1, $2]::text[]`,
+		pgArgs:     []any{"a", "b"},
+		sqlite:     `((instr(flow_run.tags, ?) > 0 OR instr(flow_run.tags, ?) > 0) AND EXISTS (SELECT 1 FROM json_each(flow_run.tags) WHERE json_each.value IN (?, ?)))`,
+		sqliteArgs: []any{`"a"`, `"b"`, "a", "b"},
+	},
+	{
+		// One tag without a plain text could be in any row: no instr().
+		name:       "flow run tags any_ with a tag needing escapes",
+		build:      flowRunSet(`{"flow_runs":{"tags":{"any_":["a","b\\"]}}}`),
+		pg:         `flow_run.tags ?| ARRAY[$1, $2]::text[]`,
+		pgArgs:     []any{"a", `b\`},
+		sqlite:     `EXISTS (SELECT 1 FROM json_each(flow_run.tags) WHERE json_each.value IN (?, ?))`,
+		sqliteArgs: []any{"a", `b\`},
 	},
 	{
 		name:       "flow run start_time uses expected_start_time when not started",

@@ -71,6 +71,8 @@ var fuzzSeeds = []string{
 	`{"operator":"or_","level":{"ge_":10},"text":{"query":"a -b +\"c d\""},"task_run_id":{"is_null_":true}}`,
 	`{"flows":{"operator":"bad"}}`,
 	`{"flow_runs":{"name":{"any_":["\u0000"]}}}`,
+	`{"flow_runs":{"state":{"type":{"any_":["COMPLETED","FAILED","COMPLETED"],"not_any_":["RUNNING"]}}},"task_runs":{"state":{"type":{"any_":["RUNNING","PENDING"]},"name":{"any_":["Running"]}}}}`,
+	`{"flow_runs":{"state":{"type":{"any_":["COMPLETED","nope"]}}},"task_runs":{"operator":"or_","state":{"type":{"any_":["RUNNING","PENDING"]}}}}`,
 }
 
 func addSeeds(f *testing.F) {
@@ -90,6 +92,9 @@ func FuzzFlowRunFilterDecode(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzBuild(t, data, func(b *Builder, s *FlowRunFilterSet) (string, error) { return b.FlowRunWhere(*s) })
+		fuzzBuild(t, data, func(b *Builder, s *FlowRunFilterSet) (string, error) {
+			return b.FlowRunPageWhere(*s, flowRunSorts["EXPECTED_START_TIME_DESC"], 200, 10)
+		})
 	})
 }
 
@@ -97,6 +102,9 @@ func FuzzTaskRunFilterDecode(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzBuild(t, data, func(b *Builder, s *TaskRunFilterSet) (string, error) { return b.TaskRunWhere(*s) })
+		fuzzBuild(t, data, func(b *Builder, s *TaskRunFilterSet) (string, error) {
+			return b.TaskRunPageWhere(*s, taskRunSorts["EXPECTED_START_TIME_DESC"], 200, 10)
+		})
 	})
 }
 

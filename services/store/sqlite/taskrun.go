@@ -182,11 +182,11 @@ func (s *Store) ReadTaskRun(ctx context.Context, id uuid.UUID) (store.TaskRun, e
 // ReadTaskRuns implements store.Store.
 func (s *Store) ReadTaskRuns(ctx context.Context, q store.TaskRunQuery) ([]store.TaskRun, error) {
 	b := filter.NewBuilder(filter.SQLite)
-	where, err := b.TaskRunWhere(q.Filter)
+	order, err := b.TaskRunOrderBy(q.Sort)
 	if err != nil {
 		return nil, err
 	}
-	order, err := b.TaskRunOrderBy(q.Sort)
+	where, err := b.TaskRunPageWhere(q.Filter, order, q.Limit, q.Offset)
 	if err != nil {
 		return nil, err
 	}

@@ -219,11 +219,11 @@ const flowRunFrom = ` FROM flow_run
 // FlowRunSelect builds the statement for one page of flow runs.
 func FlowRunSelect(d filter.Dialect, q store.FlowRunQuery) (string, []any, error) {
 	b := filter.NewBuilder(d)
-	where, err := b.FlowRunWhere(q.Filter)
+	order, err := filter.FlowRunOrderBy(q.Sort)
 	if err != nil {
 		return "", nil, err
 	}
-	order, err := filter.FlowRunOrderBy(q.Sort)
+	where, err := b.FlowRunPageWhere(q.Filter, order, q.Limit, q.Offset)
 	if err != nil {
 		return "", nil, err
 	}
