@@ -124,17 +124,6 @@ func taskRunResponseOut(tr store.TaskRun, now time.Time) (api.TaskRunResponse, e
 	return out, nil
 }
 
-func taskRunsOut(trs []store.TaskRun, now time.Time) ([]api.TaskRun, error) {
-	out := make([]api.TaskRun, len(trs))
-	for i, tr := range trs {
-		var err error
-		if out[i], err = taskRunOut(tr, now); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 // taskRunStateOut maps a state to the API's State model. Both share
 // Prefect's field names, so JSON carries the state details across; a state
 // detail Prefect defaults to false is written as false when unset.
@@ -371,11 +360,11 @@ func (h *handlers) ReadTaskRuns(ctx context.Context, req api.ReadTaskRunsRequest
 	if err != nil {
 		return nil, err
 	}
-	out, err := taskRunsOut(trs, store.Now())
+	out, err := taskRunsBodyOut(trs, store.Now())
 	if err != nil {
 		return nil, err
 	}
-	return api.ReadTaskRuns200JSONResponse(out), nil
+	return jsonAnswer{status: http.StatusOK, body: out}, nil
 }
 
 func (h *handlers) CountTaskRuns(ctx context.Context, req api.CountTaskRunsRequestObject) (api.CountTaskRunsResponseObject, error) {
