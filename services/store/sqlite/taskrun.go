@@ -359,7 +359,8 @@ func (s *Store) RecordTaskRunEvents(ctx context.Context, recs []store.TaskRunRec
 		pre[i] = p
 	}
 	var skipped []store.TaskRunRecord
-	err := s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
+	// The recorder's batches yield to the API's writes (writeBackground).
+	err := s.writeBackground(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
 		skipped = nil
 		keep, err := trDropOrphans(ctx, tx, recs)
 		if err != nil {
