@@ -77,11 +77,11 @@ func TestSetFlowRunState(t *testing.T) {
 				t.Fatalf("waiting for events: %v (have %d)", err, len(got))
 			}
 			for _, m := range msgs {
-				var e events.ReceivedEvent
-				if err := json.Unmarshal(m.Data, &e); err != nil {
+				e, err := events.FromMessage(m)
+				if err != nil {
 					t.Fatal(err)
 				}
-				got = append(got, e)
+				got = append(got, *e)
 			}
 		}
 		if got[0].Event.Event != "prefect.flow-run.Pending" || got[1].Event.Event != "prefect.flow-run.Running" {

@@ -246,3 +246,116 @@ func TestDropsAfterMaxRetries(t *testing.T) {
 		t.Fatalf("stored %v, %v; want only the event after the drop", evs, err)
 	}
 }
+
+// gatedStore holds every InsertEvents call until the gate opens, and
+// records the batch sizes and how many calls ran at once.
+type gatedStore struct {
+	store.Store
+	gate chan struct{}
+
+	mu        sync.Mutex
+	sizes     []int
+	running   int
+	maxAtOnce int
+}
+
+func (s *gatedStore) InsertEvents(ctx context.Context, evs []events.ReceivedEvent) (int, error) {
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(evs))
+	s.running++
+	s.maxAtOnce = max(s.maxAtOnce, s.running)
+	s.mu.Unlock()
+	<-s.gate
+	defer func() {
+		s.mu.Lock()
+		s.running--
+		s.mu.Unlock()
+	}()
+	return s.Store.InsertEvents(ctx, evs)
+}
+
+func (s *gatedStore) calls() (sizes []int, running, maxAtOnce int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.sizes...), s.running, s.maxAtOnce
+}
+
+// While the store is busy the backlog stays in the broker (the persister
+// holds no more than its writers and one read); once the store answers,
+// the backlog goes out in batches of MaxBatch, two at a time.
+func TestBatchesGrowWithTheBacklog(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st store.Store) {
+		gs := &gatedStore{Store: st, gate: make(chan struct{})}
+		b := newCountingBroker()
+		p := New(gs, b, quiet, Options{BatchSize: 20, MaxBatch: 500, FlushInterval: time.Hour})
+		start(t, p)
+		var open sync.Once
+		release := func() { open.Do(func() { close(gs.gate) }) }
+		// Registered after start's cleanup, so it runs first: a failed
+		// check must not leave Run waiting on the gate.
+		t.Cleanup(release)
+		waitSubscribed(t, b)
+		now := time.Now()
+		var msgs []events.Message
+		for i := range 5000 {
+			msgs = append(msgs, message(t, fmt.Sprint("b", i), now))
+		}
+		published := make(chan error, 1)
+		go func() { published <- b.Publish(context.Background(), events.TopicEvents, msgs...) }()
+		waitFor(t, "two batches in the store", func() bool { _, running, _ := gs.calls(); return running == 2 })
+		time.Sleep(50 * time.Millisecond)
+		// Two batches in the store, one read, and less than a batch pending.
+		if held := b.received.Load(); held > 3*500+20 {
+			t.Fatalf("the persister took %d events off the broker while the store was busy", held)
+		}
+		release()
+		if err := <-published; err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "5000 events stored", func() bool { return countStored(t, st) == 5000 })
+		sizes, _, maxAtOnce := gs.calls()
+		if maxAtOnce != 2 {
+			t.Errorf("%d batches in the store at once, want 2", maxAtOnce)
+		}
+		large := 0
+		for _, n := range sizes {
+			if n > 500 {
+				t.Fatalf("a batch of %d events, above MaxBatch", n)
+			}
+			if n == 500 {
+				large++
+			}
+		}
+		if large < 5 {
+			t.Errorf("batch sizes %v: the backlog did not go out in full batches", sizes)
+		}
+	})
+}
+
+// A failed batch is retried by the timer, not by the next read: events
+// that keep arriving do not turn a failing database into a busy loop.
+func TestFailedFlushWaitsForTheTimer(t *testing.T) {
+	st := &flakyStore{Store: storetest.OpenSQLite(t), failNext: 1}
+	b := newCountingBroker()
+	p := New(st, b, quiet, Options{BatchSize: 1, FlushInterval: 300 * time.Millisecond, Concurrency: 1})
+	start(t, p)
+	waitSubscribed(t, b)
+	now := time.Now()
+	publish(t, b, message(t, "first", now))
+	waitFor(t, "the failed flush", func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.calls == 1
+	})
+	for i := range 20 {
+		publish(t, b, message(t, fmt.Sprint("more", i), now))
+		time.Sleep(5 * time.Millisecond)
+	}
+	st.mu.Lock()
+	calls := st.calls
+	st.mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("%d store calls within the retry interval, want 1", calls)
+	}
+	waitFor(t, "all 21 stored by the retry", func() bool { return countStored(t, st) == 21 })
+}

@@ -53,13 +53,18 @@ var DefaultLimits = Limits{MaxNameLength: 1024, MaxLabelsPerResource: 500, MaxRe
 var ErrInvalid = errors.New("invalid event")
 
 // Decode parses and validates one event as Prefect's Event model does.
+// Frames of the client's usual shape take a fast path (see decodeFast);
+// the result is the same as encoding/json's, which decides everything else.
 func Decode(data []byte, lim Limits) (Event, error) {
-	var e Event
 	if lim.MaxSizeBytes > 0 && len(data) > lim.MaxSizeBytes {
-		return e, fmt.Errorf("%w: %d bytes exceeds the maximum event size", ErrInvalid, len(data))
+		return Event{}, fmt.Errorf("%w: %d bytes exceeds the maximum event size", ErrInvalid, len(data))
 	}
-	if err := json.Unmarshal(data, &e); err != nil {
-		return e, fmt.Errorf("%w: %v", ErrInvalid, err)
+	e, ok := decodeFast(data)
+	if !ok {
+		e = Event{}
+		if err := json.Unmarshal(data, &e); err != nil {
+			return e, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 	}
 	return e, e.Validate(lim)
 }
@@ -105,4 +110,25 @@ func (e *Event) Validate(lim Limits) error {
 // Receive stamps the event with the server's receipt time.
 func (e Event) Receive(now time.Time) ReceivedEvent {
 	return ReceivedEvent{Event: e, Received: openapi.Time{Time: now.UTC().Truncate(time.Microsecond)}}
+}
+
+// NewMessage makes the events-topic message for e: the id (Prefect's
+// deduplication key) and name as attributes, and e itself, which Bytes
+// encodes only if a broker needs the JSON.
+func NewMessage(e *ReceivedEvent) Message {
+	return Message{Attributes: map[string]string{"id": e.ID.String(), "event": e.Event.Event}, Decoded: e}
+}
+
+// FromMessage returns the event an events-topic message carries: the
+// publisher's own value when it is in this process, else Data decoded. The
+// result may be shared with other consumers: read it, do not modify it.
+func FromMessage(m Message) (*ReceivedEvent, error) {
+	if e, ok := m.Decoded.(*ReceivedEvent); ok && e != nil {
+		return e, nil
+	}
+	e := new(ReceivedEvent)
+	if err := json.Unmarshal(m.Data, e); err != nil {
+		return nil, err
+	}
+	return e, nil
 }

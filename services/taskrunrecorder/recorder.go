@@ -10,7 +10,6 @@ package taskrunrecorder
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
@@ -157,15 +156,15 @@ func (r *Recorder) shutdown(sub events.Subscription, queue []pending) {
 func (r *Recorder) decode(msgs []events.Message) []pending {
 	var out []pending
 	for _, m := range msgs {
-		var e events.ReceivedEvent
-		if err := json.Unmarshal(m.Data, &e); err != nil {
+		e, err := events.FromMessage(m)
+		if err != nil {
 			r.log.Warn("undecodable event on the events topic", "error", err)
 			continue
 		}
 		if !Wants(&e.Event) {
 			continue
 		}
-		rec, err := RecordFromEvent(&e)
+		rec, err := RecordFromEvent(e)
 		if err != nil {
 			r.log.Warn("dropping task run event", "event", e.Event, "id", e.ID, "error", err)
 			continue

@@ -8,27 +8,25 @@ package pgdb
 import (
 	"context"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 const insertEventResources = `-- name: InsertEventResources :exec
 INSERT INTO event_resources (id, occurred, resource_id, resource_role, resource, event_id, created, updated)
 SELECT u.id, u.occurred, u.resource_id, u.resource_role, u.resource::jsonb, u.event_id,
        $1::timestamptz, $1::timestamptz
-FROM (SELECT unnest($2::uuid[]) AS id, unnest($3::timestamptz[]) AS occurred,
+FROM (SELECT unnest($2::text[])::uuid AS id, unnest($3::timestamptz[]) AS occurred,
              unnest($4::text[]) AS resource_id, unnest($5::text[]) AS resource_role,
-             unnest($6::text[]) AS resource, unnest($7::uuid[]) AS event_id) AS u
+             unnest($6::text[]) AS resource, unnest($7::text[])::uuid AS event_id) AS u
 `
 
 type InsertEventResourcesParams struct {
 	Created       time.Time
-	Ids           []uuid.UUID
+	Ids           []string
 	Occurred      []time.Time
 	ResourceIds   []string
 	ResourceRoles []string
 	Resources     []string
-	EventIds      []uuid.UUID
+	EventIds      []string
 }
 
 func (q *Queries) InsertEventResources(ctx context.Context, arg InsertEventResourcesParams) error {
@@ -50,19 +48,19 @@ INSERT INTO events (id, occurred, event, resource_id, resource, related_resource
 SELECT u.id, u.occurred, u.event, u.resource_id, u.resource::jsonb, u.related_resource_ids::jsonb,
        u.related::jsonb, u.payload::jsonb, u.received, $1::timestamptz,
        NULLIF(u.follows, '')::uuid, $1::timestamptz, $1::timestamptz
-FROM (SELECT unnest($2::uuid[]) AS id, unnest($3::timestamptz[]) AS occurred,
+FROM (SELECT unnest($2::text[])::uuid AS id, unnest($3::timestamptz[]) AS occurred,
              unnest($4::text[]) AS event, unnest($5::text[]) AS resource_id,
              unnest($6::text[]) AS resource,
              unnest($7::text[]) AS related_resource_ids,
              unnest($8::text[]) AS related, unnest($9::text[]) AS payload,
              unnest($10::timestamptz[]) AS received, unnest($11::text[]) AS follows) AS u
 ON CONFLICT (id) DO NOTHING
-RETURNING id
+RETURNING id::text
 `
 
 type InsertEventsParams struct {
 	Recorded           time.Time
-	Ids                []uuid.UUID
+	Ids                []string
 	Occurred           []time.Time
 	Events             []string
 	ResourceIds        []string
@@ -77,7 +75,10 @@ type InsertEventsParams struct {
 // One statement per batch from parallel arrays. ON CONFLICT DO NOTHING
 // skips ids already stored; RETURNING names the rows that were new, whose
 // resource rows are then written (Prefect's _write_postgres_events).
-func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) ([]uuid.UUID, error) {
+// Ids travel as text: pgx encodes a google/uuid value through its
+// driver.Valuer fallback, which builds an error for every element before
+// it succeeds, and that cost more than the insert itself.
+func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) ([]string, error) {
 	rows, err := q.db.Query(ctx, insertEvents,
 		arg.Recorded,
 		arg.Ids,
@@ -95,9 +96,9 @@ func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) ([]u
 		return nil, err
 	}
 	defer rows.Close()
-	var items []uuid.UUID
+	var items []string
 	for rows.Next() {
-		var id uuid.UUID
+		var id string
 		if err := rows.Scan(&id); err != nil {
 			return nil, err
 		}

@@ -44,7 +44,10 @@ type Querier interface {
 	// One statement per batch from parallel arrays. ON CONFLICT DO NOTHING
 	// skips ids already stored; RETURNING names the rows that were new, whose
 	// resource rows are then written (Prefect's _write_postgres_events).
-	InsertEvents(ctx context.Context, arg InsertEventsParams) ([]uuid.UUID, error)
+	// Ids travel as text: pgx encodes a google/uuid value through its
+	// driver.Valuer fallback, which builds an error for every element before
+	// it succeeds, and that cost more than the insert itself.
+	InsertEvents(ctx context.Context, arg InsertEventsParams) ([]string, error)
 	// Inserts a flow unless one with the name exists; no row comes back then.
 	InsertFlow(ctx context.Context, arg InsertFlowParams) (Flow, error)
 	// Flow runs, their states and inputs (services/store/postgres/flowrun.go).

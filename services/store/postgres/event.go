@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,9 +15,10 @@ import (
 	"github.com/prefect-go/prefect-server/services/store/internal/eventsql"
 )
 
-// InsertEvents implements store.Store.
+// InsertEvents implements store.Store: two statements over parallel arrays
+// in one transaction, whatever the batch size.
 func (s *Store) InsertEvents(ctx context.Context, evs []events.ReceivedEvent) (int, error) {
-	rows, resources, err := eventsql.Encode(evs)
+	rows, err := eventsql.Encode(evs)
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
@@ -26,34 +28,49 @@ func (s *Store) InsertEvents(ctx context.Context, evs []events.ReceivedEvent) (i
 		}
 	}
 	now := store.Now()
-	ev := pgdb.InsertEventsParams{Recorded: now}
-	for _, r := range rows {
-		ev.Ids = append(ev.Ids, r.ID)
-		ev.Occurred = append(ev.Occurred, r.Occurred)
-		ev.Events = append(ev.Events, r.Event)
-		ev.ResourceIds = append(ev.ResourceIds, r.ResourceID)
-		ev.Resources = append(ev.Resources, r.Resource)
-		ev.RelatedResourceIds = append(ev.RelatedResourceIds, r.RelatedResourceIDs)
-		ev.Related = append(ev.Related, r.Related)
-		ev.Payloads = append(ev.Payloads, r.Payload)
-		ev.Received = append(ev.Received, r.Received)
-		ev.Follows = append(ev.Follows, uuidText(r.Follows))
+	n := len(rows)
+	ev := pgdb.InsertEventsParams{
+		Recorded:           now,
+		Ids:                make([]string, n),
+		Occurred:           make([]time.Time, n),
+		Events:             make([]string, n),
+		ResourceIds:        make([]string, n),
+		Resources:          make([]string, n),
+		RelatedResourceIds: make([]string, n),
+		Related:            make([]string, n),
+		Payloads:           make([]string, n),
+		Received:           make([]time.Time, n),
+		Follows:            make([]string, n),
 	}
-	var inserted []uuid.UUID
+	byID := make(map[string]int, n)
+	for i, r := range rows {
+		id := r.ID.String()
+		byID[id] = i
+		ev.Ids[i], ev.Occurred[i], ev.Events[i], ev.ResourceIds[i] = id, r.Occurred, r.Event, r.ResourceID
+		ev.Resources[i], ev.RelatedResourceIds[i], ev.Related[i] = r.Resource, r.RelatedResourceIDs, r.Related
+		ev.Payloads[i], ev.Received[i], ev.Follows[i] = r.Payload, r.Received, uuidText(r.Follows)
+	}
+	var inserted []string
 	err = s.inTx(ctx, func(q *pgdb.Queries, _ pgx.Tx) error {
 		var err error
 		if inserted, err = q.InsertEvents(ctx, ev); err != nil || len(inserted) == 0 {
 			return err
 		}
-		res := pgdb.InsertEventResourcesParams{Created: now}
+		var res pgdb.InsertEventResourcesParams
+		res.Created = now
 		for _, id := range inserted {
-			for _, r := range resources[id] {
-				res.Ids = append(res.Ids, r.ID)
+			i, ok := byID[id]
+			if !ok {
+				return fmt.Errorf("insert events: unexpected id %q returned", id)
+			}
+			r := &rows[i]
+			for _, rr := range r.Resources {
+				res.Ids = append(res.Ids, rr.ID.String())
 				res.Occurred = append(res.Occurred, r.Occurred)
-				res.ResourceIds = append(res.ResourceIds, r.ResourceID)
-				res.ResourceRoles = append(res.ResourceRoles, r.Role)
-				res.Resources = append(res.Resources, r.Resource)
-				res.EventIds = append(res.EventIds, r.EventID)
+				res.ResourceIds = append(res.ResourceIds, rr.ResourceID)
+				res.ResourceRoles = append(res.ResourceRoles, rr.Role)
+				res.Resources = append(res.Resources, rr.Resource)
+				res.EventIds = append(res.EventIds, ev.Ids[i])
 			}
 		}
 		return q.InsertEventResources(ctx, res)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/google/uuid"
@@ -23,63 +24,107 @@ const (
 	resourceInsertCols = 8
 )
 
-// InsertEvents implements store.Store. The statements are built here
-// because sqlc cannot express multi-row VALUES lists; ON CONFLICT DO NOTHING
-// with RETURNING tells which events were new (Prefect selects the existing
-// ids first; inside the single writer transaction both are equivalent).
+// insertChunk is the most rows one INSERT carries. A batch goes out in
+// chunks of insertChunk rows and then of the powers of two below it, so
+// that a few statement texts, prepared once (see stmtCache), serve every
+// batch size: compiling a multi-row INSERT for each batch cost more than
+// running it.
+const (
+	insertChunkLog = 8
+	insertChunk    = 1 << insertChunkLog
+)
+
+// eventInsertTexts[i] and resourceInsertTexts[i] insert 1<<i rows.
+var eventInsertTexts, resourceInsertTexts = func() (ev, res [insertChunkLog + 1]string) {
+	for i := range ev {
+		ev[i] = multiRowInsert(eventInsertHead, eventInsertCols, 1<<i) + " ON CONFLICT (id) DO NOTHING RETURNING id"
+		res[i] = multiRowInsert(resourceInsertHead, resourceInsertCols, 1<<i)
+	}
+	return ev, res
+}()
+
+func multiRowInsert(head string, cols, rows int) string {
+	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	return head + tuple + strings.Repeat(", "+tuple, rows-1)
+}
+
+// chunk returns how many of n remaining rows the next statement takes and
+// the index of its text.
+func chunk(n int) (rows, text int) {
+	text = min(bits.Len(uint(n))-1, insertChunkLog)
+	return 1 << text, text
+}
+
+// InsertEvents implements store.Store. ON CONFLICT DO NOTHING with
+// RETURNING tells which events were new (Prefect selects the existing ids
+// first; inside the single writer transaction both are equivalent), and
+// only those get their event_resources rows. The statements go through the
+// writer's statement cache, which suits them: each one's rows are read to
+// the end before it runs again.
 func (s *Store) InsertEvents(ctx context.Context, evs []events.ReceivedEvent) (int, error) {
-	rows, resources, err := eventsql.Encode(evs)
+	rows, err := eventsql.Encode(evs)
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
+	// Every argument is made before the writer is taken: the writer is
+	// the one resource all writes wait for.
 	now := formatTime(store.Now())
+	ids := make([]string, len(rows))
+	evArgs := make([]any, 0, len(rows)*eventInsertCols)
+	var resArgs []any
+	resStart := make([]int, len(rows)+1) // event i's resource rows are resArgs[resStart[i]:resStart[i+1]]
+	for i := range rows {
+		r := &rows[i]
+		ids[i] = r.ID.String()
+		occurred := formatTime(r.Occurred)
+		evArgs = append(evArgs, ids[i], occurred, r.Event, r.ResourceID, r.Resource,
+			r.RelatedResourceIDs, r.Related, r.Payload, formatTime(r.Received), now, nullUUID(r.Follows), now, now)
+		resStart[i] = len(resArgs)
+		for _, rr := range r.Resources {
+			resArgs = append(resArgs, rr.ID.String(), occurred, rr.ResourceID, rr.Role, rr.Resource, ids[i], now, now)
+		}
+	}
+	resStart[len(rows)] = len(resArgs)
+
 	inserted := 0
 	err = s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
-		var res []eventsql.ResourceRow
-		for rest := rows; len(rest) > 0; {
-			batch := rest[:min(len(rest), maxParams/eventInsertCols)]
-			rest = rest[len(batch):]
-			var sb strings.Builder
-			sb.WriteString(eventInsertHead)
-			args := make([]any, 0, len(batch)*eventInsertCols)
-			for i, r := range batch {
-				if i > 0 {
-					sb.WriteString(", ")
-				}
-				sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-				args = append(args, r.ID.String(), formatTime(r.Occurred), r.Event, r.ResourceID, r.Resource,
-					r.RelatedResourceIDs, r.Related, r.Payload, formatTime(r.Received), now, nullUUID(r.Follows), now, now)
-			}
-			sb.WriteString(" ON CONFLICT (id) DO NOTHING RETURNING id")
-			ids, err := queryStrings(ctx, tx, sb.String(), args)
+		exec := cachedTx{c: s.wc, tx: tx}
+		// The resource rows of the events that were new; all of them
+		// unless some events were stored before.
+		res := resArgs
+		var isNew map[string]bool
+		for done := 0; done < len(rows); {
+			n, text := chunk(len(rows) - done)
+			got, err := queryStrings(ctx, exec, eventInsertTexts[text], evArgs[done*eventInsertCols:(done+n)*eventInsertCols])
 			if err != nil {
 				return err
 			}
-			for _, id := range ids {
-				u, err := uuid.Parse(id)
-				if err != nil {
-					return fmt.Errorf("event id %q: %w", id, err)
+			inserted += len(got)
+			if len(got) < n {
+				if isNew == nil {
+					isNew = make(map[string]bool, len(rows))
+					// Keep the rows of the chunks before, all new.
+					res = append(make([]any, 0, len(resArgs)), resArgs[:resStart[done]]...)
 				}
-				res = append(res, resources[u]...)
+				for _, id := range got {
+					isNew[id] = true
+				}
+				for i := done; i < done+n; i++ {
+					if isNew[ids[i]] {
+						res = append(res, resArgs[resStart[i]:resStart[i+1]]...)
+					}
+				}
+			} else if isNew != nil {
+				res = append(res, resArgs[resStart[done]:resStart[done+n]]...)
 			}
-			inserted += len(ids)
+			done += n
 		}
 		for len(res) > 0 {
-			batch := res[:min(len(res), maxParams/resourceInsertCols)]
-			res = res[len(batch):]
-			var sb strings.Builder
-			sb.WriteString(resourceInsertHead)
-			args := make([]any, 0, len(batch)*resourceInsertCols)
-			for i, r := range batch {
-				if i > 0 {
-					sb.WriteString(", ")
-				}
-				sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-				args = append(args, r.ID.String(), formatTime(r.Occurred), r.ResourceID, r.Role, r.Resource, r.EventID.String(), now, now)
-			}
-			if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+			n, text := chunk(len(res) / resourceInsertCols)
+			if _, err := exec.ExecContext(ctx, resourceInsertTexts[text], res[:n*resourceInsertCols]...); err != nil {
 				return err
 			}
+			res = res[n*resourceInsertCols:]
 		}
 		return nil
 	})
@@ -89,8 +134,9 @@ func (s *Store) InsertEvents(ctx context.Context, evs []events.ReceivedEvent) (i
 	return inserted, nil
 }
 
-func queryStrings(ctx context.Context, tx *sql.Tx, query string, args []any) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
+// queryStrings runs query and reads its one text column to the end.
+func queryStrings(ctx context.Context, q cachedTx, query string, args []any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

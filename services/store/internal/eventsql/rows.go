@@ -13,7 +13,8 @@ import (
 )
 
 // Row is an events row as both adapters write it (Prefect's
-// ReceivedEvent.as_database_row).
+// ReceivedEvent.as_database_row), with the event_resources rows that go
+// with it.
 type Row struct {
 	ID                 uuid.UUID
 	Occurred           time.Time
@@ -25,85 +26,83 @@ type Row struct {
 	Payload            string // JSON
 	Received           time.Time
 	Follows            *uuid.UUID
+	Resources          []ResourceRow
 }
 
 // ResourceRow is an event_resources row (as_database_resource_rows): one
-// for the primary resource (role "") and one per related resource.
+// for the primary resource (role "") and one per related resource. Its
+// occurred and event id are those of its Row.
 type ResourceRow struct {
 	ID         uuid.UUID
-	Occurred   time.Time
 	ResourceID string
 	Role       string
 	Resource   string // JSON object of the labels without id and role
-	EventID    uuid.UUID
 }
 
 // Encode turns a batch into rows. Events repeating an id seen earlier in
 // the batch are dropped here, so the database only has to skip ids stored
-// before; resources maps each event id to its resource rows.
-func Encode(evs []events.ReceivedEvent) (rows []Row, resources map[uuid.UUID][]ResourceRow, err error) {
-	rows = make([]Row, 0, len(evs))
-	resources = make(map[uuid.UUID][]ResourceRow, len(evs))
-	for _, e := range evs {
-		if _, dup := resources[e.ID]; dup {
+// before.
+func Encode(evs []events.ReceivedEvent) ([]Row, error) {
+	rows := make([]Row, 0, len(evs))
+	seen := make(map[uuid.UUID]struct{}, len(evs))
+	// One backing array for every event's resource rows.
+	nres := 0
+	for i := range evs {
+		nres += 1 + len(evs[i].Related)
+	}
+	resources := make([]ResourceRow, 0, nres)
+	var buf []byte
+	for i := range evs {
+		e := &evs[i]
+		if _, dup := seen[e.ID]; dup {
 			continue
 		}
-		occurred := store.Truncate(e.Occurred.Time)
-		related := e.Related
-		if related == nil {
-			related = []events.Resource{}
-		}
-		relatedIDs := make([]string, len(related))
-		for i, r := range related {
-			relatedIDs[i] = r.ID()
-		}
+		seen[e.ID] = struct{}{}
 		payload := string(e.Payload)
 		if len(e.Payload) == 0 || payload == "null" {
 			payload = "{}"
+		} else if !json.Valid(e.Payload) {
+			return nil, fmt.Errorf("%w: event %s: payload is not JSON", store.ErrInvalid, e.ID)
 		}
 		row := Row{
-			ID:                 e.ID,
-			Occurred:           occurred,
-			Event:              e.Event.Event,
-			ResourceID:         e.Resource.ID(),
-			Resource:           mustJSON(e.Resource),
-			RelatedResourceIDs: mustJSON(relatedIDs),
-			Related:            mustJSON(related),
-			Payload:            payload,
-			Received:           store.Truncate(e.Received.Time),
-			Follows:            e.Follows,
+			ID:         e.ID,
+			Occurred:   store.Truncate(e.Occurred.Time),
+			Event:      e.Event.Event,
+			ResourceID: e.Resource.ID(),
+			Payload:    payload,
+			Received:   store.Truncate(e.Received.Time),
+			Follows:    e.Follows,
 		}
-		if !json.Valid([]byte(payload)) {
-			return nil, nil, fmt.Errorf("%w: event %s: payload is not JSON", store.ErrInvalid, e.ID)
+		buf = appendResource(buf[:0], e.Resource, false)
+		row.Resource = string(buf)
+		buf = append(buf[:0], '[')
+		for j, r := range e.Related {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendString(buf, r.ID())
 		}
+		row.RelatedResourceIDs = string(append(buf, ']'))
+		buf = append(buf[:0], '[')
+		for j, r := range e.Related {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendResource(buf, r, false)
+		}
+		row.Related = string(append(buf, ']'))
+
+		first := len(resources)
+		buf = appendResource(buf[:0], e.Resource, true)
+		resources = append(resources, ResourceRow{ID: uuid.Must(uuid.NewV7()), ResourceID: row.ResourceID, Resource: string(buf)})
+		for _, r := range e.Related {
+			buf = appendResource(buf[:0], r, true)
+			resources = append(resources, ResourceRow{ID: uuid.Must(uuid.NewV7()), ResourceID: r.ID(), Role: r["prefect.resource.role"], Resource: string(buf)})
+		}
+		row.Resources = resources[first:len(resources):len(resources)]
 		rows = append(rows, row)
-		res := make([]ResourceRow, 0, 1+len(related))
-		res = append(res, resourceRow(e.ID, occurred, e.Resource, ""))
-		for _, r := range related {
-			res = append(res, resourceRow(e.ID, occurred, r, r["prefect.resource.role"]))
-		}
-		resources[e.ID] = res
 	}
-	return rows, resources, nil
-}
-
-func resourceRow(eventID uuid.UUID, occurred time.Time, r events.Resource, role string) ResourceRow {
-	labels := make(map[string]string, len(r))
-	for k, v := range r {
-		if k != "prefect.resource.id" && k != "prefect.resource.role" {
-			labels[k] = v
-		}
-	}
-	return ResourceRow{ID: uuid.Must(uuid.NewV7()), Occurred: occurred, ResourceID: r.ID(), Role: role, Resource: mustJSON(labels), EventID: eventID}
-}
-
-// mustJSON marshals maps and slices of strings, which cannot fail.
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("eventsql: marshal %T: %v", v, err))
-	}
-	return string(b)
+	return rows, nil
 }
 
 // Decode rebuilds an event from the columns Columns selects.
