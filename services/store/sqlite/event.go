@@ -87,7 +87,8 @@ func (s *Store) InsertEvents(ctx context.Context, evs []events.ReceivedEvent) (i
 	resStart[len(rows)] = len(resArgs)
 
 	inserted := 0
-	err = s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
+	// The persister's batches yield to the API's writes (writeBackground).
+	err = s.writeBackground(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
 		exec := cachedTx{c: s.wc, tx: tx}
 		// The resource rows of the events that were new; all of them
 		// unless some events were stored before.

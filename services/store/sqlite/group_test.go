@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prefect-go/prefect-server/gen/db/sqlitedb"
 )
@@ -110,4 +112,47 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 	if want := 2*((n+2)/3) + nbg; got != want {
 		t.Errorf("rows = %d, want %d (only the successful jobs' two rows each)", got, want)
 	}
+}
+
+// The WAL is copied back into the database file by the background
+// checkpoint, long before the writer's own threshold.
+func TestBackgroundCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "c.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var pages int
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&pages); err != nil || pages != walAutocheckpoint {
+		t.Fatalf("writer wal_autocheckpoint = %d, %v; want %d", pages, err, walAutocheckpoint)
+	}
+	before := fileSize(t, path)
+	err = s.write(ctx, func(ctx context.Context, _ *sqlitedb.Queries, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "CREATE TABLE blob (b BLOB)"); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO blob VALUES (zeroblob(1 << 20))")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for fileSize(t, path) < before+1<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes (was %d): the WAL was not checkpointed", fileSize(t, path), before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

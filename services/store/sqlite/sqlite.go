@@ -12,6 +12,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -56,6 +58,8 @@ type Store struct {
 	closed   chan struct{}
 	loopDone chan struct{}
 	closeMu  sync.Once
+	ckptDone chan struct{}
+	commits  atomic.Uint64 // committed write transactions, for checkpointLoop
 }
 
 var _ store.Store = (*Store)(nil)
@@ -67,7 +71,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, errors.New("sqlite: empty database path")
 	}
 	mem := path == Memory
-	var writerDSN, readerDSN string
+	var writerDSN, readerDSN, base string
 	if mem {
 		// A private in-memory database per Open, served by the one writer
 		// connection for reads too: a shared cache would let readers meet
@@ -79,14 +83,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)
 		}
-		base := "file:" + escapePath(path) + "?_busy_timeout=" + fmt.Sprint(busyTimeout.Milliseconds()) + "&_foreign_keys=on&_synchronous=NORMAL"
+		base = "file:" + escapePath(path) + "?_busy_timeout=" + fmt.Sprint(busyTimeout.Milliseconds()) + "&_foreign_keys=on&_synchronous=NORMAL"
 		writerDSN = base + "&_journal_mode=WAL&_txlock=immediate"
 		readerDSN = base + "&_query_only=true"
 	}
-	writer, err := sql.Open("sqlite3", writerDSN)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
-	}
+	writer := sql.OpenDB(writerConnector{dsn: writerDSN, mem: mem})
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 	// Never recycle the writer: for :memory: the database lives only as
@@ -125,8 +126,77 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.bgJobs = make(chan writeJob, 4)
 	s.closed = make(chan struct{})
 	s.loopDone = make(chan struct{})
+	s.ckptDone = make(chan struct{})
 	go s.writeLoop()
+	if mem {
+		close(s.ckptDone)
+	} else {
+		ckpt, err := sql.Open("sqlite3", base)
+		if err != nil {
+			close(s.ckptDone)
+			s.Close()
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		ckpt.SetMaxOpenConns(1)
+		go s.checkpointLoop(ckpt)
+	}
 	return s, nil
+}
+
+// walAutocheckpoint is the WAL size, in pages, at which the writer itself
+// checkpoints; checkpointLoop normally keeps the WAL far smaller.
+const walAutocheckpoint = 20000
+
+// checkpointInterval is how often checkpointLoop copies the WAL back.
+const checkpointInterval = 100 * time.Millisecond
+
+// writerConnector opens the writer's connection. SQLite's default is for the
+// committing writer to checkpoint every 1,000 WAL pages, inside the commit
+// that every queued write waits for; the writer here checkpoints only as a
+// last resort and checkpointLoop does it on its own connection, beside the
+// writes (a PASSIVE checkpoint does not block the writer).
+type writerConnector struct {
+	dsn string
+	mem bool
+}
+
+var writerDriver = &sqlite3.SQLiteDriver{}
+
+func (c writerConnector) Connect(context.Context) (driver.Conn, error) {
+	conn, err := writerDriver.Open(c.dsn)
+	if err != nil || c.mem {
+		return conn, err
+	}
+	if _, err := conn.(*sqlite3.SQLiteConn).Exec(fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", walAutocheckpoint), nil); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (c writerConnector) Driver() driver.Driver { return writerDriver }
+
+// checkpointLoop checkpoints the WAL after writes, until Close.
+func (s *Store) checkpointLoop(db *sql.DB) {
+	defer close(s.ckptDone)
+	defer db.Close()
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	var done uint64
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-t.C:
+		}
+		if n := s.commits.Load(); n != done {
+			// Errors (a busy file shared with another process) leave the
+			// WAL to the writer's own checkpoint.
+			if _, err := db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err == nil {
+				done = n
+			}
+		}
+	}
 }
 
 // escapePath quotes the characters an SQLite URI filename gives meaning to.
@@ -150,6 +220,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeMu.Do(func() { close(s.closed) })
 	<-s.loopDone
+	<-s.ckptDone
 	errs := []error{s.wc.close()}
 	if s.reader != s.writer {
 		errs = append(errs, s.rc.close(), s.reader.Close())
@@ -324,6 +395,7 @@ func (s *Store) runAlone(j writeJob) (err error) {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
+	s.commits.Add(1)
 	// The writer's connection is free again: prepare what this
 	// transaction ran as text, so the next one finds it.
 	s.wc.preparePending(j.ctx)
@@ -367,6 +439,7 @@ func (s *Store) runShared(jobs []writeJob, errs []error) (err error) {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
+	s.commits.Add(1)
 	s.wc.preparePending(ctx)
 	return nil
 }
