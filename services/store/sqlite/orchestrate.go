@@ -309,12 +309,13 @@ type deferredEvent struct {
 }
 
 // resolveEvents fills the deferred events of a committed transition. A run
-// deleted in between still gets its event, without related resources.
+// deleted in between, or related rows that do not decode, still give the
+// event, without related resources.
 func (s *Store) resolveEvents(ctx context.Context, eff *store.Effects, deferred []deferredEvent) {
 	for _, d := range deferred {
 		data := d.data
-		if rel, err := s.rq.OrchFlowRunEventData(ctx, data.ID.String()); err == nil {
-			_ = fillRelated(&data, rel)
+		if rel, err := s.rq.OrchFlowRunEventData(ctx, data.ID.String()); err == nil && fillRelated(&data, rel) != nil {
+			data = d.data // undecodable related rows: the event without them
 		}
 		eff.Events[d.slot] = store.FlowRunStateEvent(data, d.initial, d.validated)
 	}

@@ -261,8 +261,8 @@ func (s *Store) write(ctx context.Context, fn writeFunc) error {
 // persister, task run recorder): a group takes at most one of them, and
 // only after the queued request writes, so that a large batch adds its own
 // duration, not a queue of them, to the latency of requests. Their
-// batches must stay short (a few milliseconds of work); callers split
-// larger ones.
+// batches should stay short: the persister's and recorder's MaxBatch
+// bound them (a 2,000-event batch holds the writer for tens of ms).
 func (s *Store) writeBackground(ctx context.Context, fn writeFunc) error {
 	return s.enqueue(ctx, fn, s.bgJobs)
 }
@@ -375,71 +375,62 @@ func (s *Store) runGroup(group []writeJob) {
 	}
 }
 
-// runAlone runs one job in its own transaction, with its context intact.
-func (s *Store) runAlone(j writeJob) (err error) {
-	tx, err := s.writer.BeginTx(j.ctx, nil)
-	if err != nil {
-		return mapErr(err)
-	}
-	defer func() {
-		if err != nil {
-			if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
-				err = errors.Join(err, rbErr)
-			}
-			err = mapErr(err)
-		}
-	}()
-	if err := j.fn(context.WithoutCancel(j.ctx), s.wc.txQueries(tx), tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	s.commits.Add(1)
-	// The writer's connection is free again: prepare what this
-	// transaction ran as text, so the next one finds it.
-	s.wc.preparePending(j.ctx)
-	return nil
+// runAlone runs one job in its own transaction. Its context ends the
+// transaction if it is cancelled before the commit; the statements
+// themselves run without it, as in a group.
+func (s *Store) runAlone(j writeJob) error {
+	return mapErr(s.inTx(j.ctx, func(tx *sql.Tx) error {
+		return j.fn(context.WithoutCancel(j.ctx), s.wc.txQueries(tx), tx)
+	}))
 }
 
 // runShared runs the jobs in one transaction, each in a savepoint, and
 // records each job's own error in errs. The returned error, when not nil,
 // failed the transaction itself and so every job that had succeeded.
-func (s *Store) runShared(jobs []writeJob, errs []error) (err error) {
+func (s *Store) runShared(jobs []writeJob, errs []error) error {
 	ctx := context.Background()
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		q := s.wc.txQueries(tx)
+		exec := cachedTx{c: s.wc, tx: tx}
+		for i, j := range jobs {
+			if _, err := exec.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+				return err
+			}
+			if errs[i] = j.fn(context.WithoutCancel(j.ctx), q, tx); errs[i] != nil {
+				// A failed statement undoes itself; the savepoint undoes the
+				// job's earlier ones. Should SQLite have ended the whole
+				// transaction (an I/O error), this fails and so does the group.
+				if _, err := exec.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
+					return fmt.Errorf("sqlite: group transaction lost after %w: %w", errs[i], err)
+				}
+			}
+			if _, err := exec.ExecContext(ctx, "RELEASE job"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// inTx runs body in one writer transaction and commits it, or rolls it
+// back when body or the commit fails.
+func (s *Store) inTx(ctx context.Context, body func(tx *sql.Tx) error) (err error) {
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
-				err = errors.Join(err, rbErr)
-			}
-		}
-	}()
-	q := s.wc.txQueries(tx)
-	exec := cachedTx{c: s.wc, tx: tx}
-	for i, j := range jobs {
-		if _, err := exec.ExecContext(ctx, "SAVEPOINT job"); err != nil {
-			return err
-		}
-		if errs[i] = j.fn(context.WithoutCancel(j.ctx), q, tx); errs[i] != nil {
-			// A failed statement undoes itself; the savepoint undoes the
-			// job's earlier ones. Should SQLite have ended the whole
-			// transaction (an I/O error), this fails and so does the group.
-			if _, err := exec.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
-				return fmt.Errorf("sqlite: group transaction lost after %w: %w", errs[i], err)
-			}
-		}
-		if _, err := exec.ExecContext(ctx, "RELEASE job"); err != nil {
-			return err
-		}
+	if err = body(tx); err == nil {
+		err = tx.Commit()
 	}
-	if err := tx.Commit(); err != nil {
+	if err != nil {
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			err = errors.Join(err, rbErr)
+		}
 		return err
 	}
 	s.commits.Add(1)
+	// The writer's connection is free again: prepare what the transaction
+	// ran as text, so the next one finds it.
 	s.wc.preparePending(ctx)
 	return nil
 }
