@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -256,14 +257,11 @@ func (c *ceilingConn) tx(ctx context.Context, fn func(st func(string) *sql.Stmt)
 }
 
 func (c *ceilingConn) createRun(ctx context.Context) (string, error) {
-	id, stateID, now := uuid.NewString(), uuid.NewString(), ceilingNow()
-	return id, c.tx(ctx, func(st func(string) *sql.Stmt) error {
-		if _, err := st("insert_run").ExecContext(ctx, id, now, c.flowID, "ceiling-"+id[:8], stateID); err != nil {
-			return err
-		}
-		_, err := st("insert_state").ExecContext(ctx, stateID, now, id, "SCHEDULED", "Scheduled")
-		return err
-	})
+	ids, err := c.createRuns(ctx, 1)
+	if err != nil {
+		return "", err
+	}
+	return ids[0], nil
 }
 
 func (c *ceilingConn) createRuns(ctx context.Context, n int) ([]string, error) {
@@ -290,38 +288,25 @@ func (c *ceilingConn) transition(ctx context.Context, runID, stateType string) e
 
 func (c *ceilingConn) transitionIn(ctx context.Context, st func(string) *sql.Stmt, runID, stateType string) error {
 	stateID, now := uuid.NewString(), ceilingNow()
-	name := stateType[:1] + toLower(stateType[1:])
-	{
-		var cur sql.NullString
-		var runCount int
-		var start sql.NullString
-		if err := st("lock_run").QueryRowContext(ctx, runID).Scan(&cur, &runCount, &start); err != nil {
-			return err
-		}
-		var typ, nm, ts, details string
-		if err := st("read_state").QueryRowContext(ctx, cur.String).Scan(&typ, &nm, &ts, &details); err != nil {
-			return err
-		}
-		if _, err := st("insert_state").ExecContext(ctx, stateID, now, runID, stateType, name); err != nil {
-			return err
-		}
-		var end any
-		if stateType == "COMPLETED" {
-			end = now
-		}
-		_, err := st("update_run").ExecContext(ctx, runID, stateID, stateType, name, now, end)
+	name := stateType[:1] + strings.ToLower(stateType[1:])
+	var cur, start sql.NullString
+	var runCount int
+	if err := st("lock_run").QueryRowContext(ctx, runID).Scan(&cur, &runCount, &start); err != nil {
 		return err
 	}
-}
-
-func toLower(s string) string {
-	b := []byte(s)
-	for i, ch := range b {
-		if 'A' <= ch && ch <= 'Z' {
-			b[i] = ch + 'a' - 'A'
-		}
+	var typ, nm, ts, details string
+	if err := st("read_state").QueryRowContext(ctx, cur.String).Scan(&typ, &nm, &ts, &details); err != nil {
+		return err
 	}
-	return string(b)
+	if _, err := st("insert_state").ExecContext(ctx, stateID, now, runID, stateType, name); err != nil {
+		return err
+	}
+	var end any
+	if stateType == "COMPLETED" {
+		end = now
+	}
+	_, err := st("update_run").ExecContext(ctx, runID, stateID, stateType, name, now, end)
+	return err
 }
 
 func (c *ceilingConn) insertLogs(ctx context.Context, n int) error {
